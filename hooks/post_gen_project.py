@@ -1,0 +1,1 @@
+print("post-gen stub {{ cookiecutter.slug }}")
