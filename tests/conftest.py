@@ -1,0 +1,48 @@
+"""Session-wide fixtures: one cargo target directory for every build in the run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import TEMPLATE_DIR, default_answers, render_cookiecutter
+
+
+@pytest.fixture(scope="session")
+def cargo_target_dir() -> Path:
+    """Shared by every cargo build of the session, across generated projects.
+
+    Kept under .cache/ so repeated local runs stay warm; CI starts from empty.
+    """
+    path = Path(os.environ.get("TEMPLATE_TEST_CARGO_TARGET", TEMPLATE_DIR / ".cache" / "target"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cargo_env(cargo_target_dir: Path) -> dict[str, str]:
+    """Environment for cargo (and the post-generation hook) sharing one target dir."""
+    env = dict(os.environ)
+    env["CARGO_TARGET_DIR"] = str(cargo_target_dir)
+    env.setdefault("CARGO_TERM_COLOR", "never")
+    return env
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_cargo_target(cargo_target_dir: Path) -> Iterator[None]:
+    """Hooks run cargo in subprocesses; they inherit the shared target dir too."""
+    previous = os.environ.get("CARGO_TARGET_DIR")
+    os.environ["CARGO_TARGET_DIR"] = str(cargo_target_dir)
+    yield
+    if previous is None:
+        os.environ.pop("CARGO_TARGET_DIR", None)
+    else:
+        os.environ["CARGO_TARGET_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The service generated with the default answers (verification off)."""
+    return render_cookiecutter(tmp_path_factory.mktemp("default"), **default_answers())

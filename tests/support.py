@@ -1,0 +1,107 @@
+"""Helpers shared by the test modules: render with either engine, find tools."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def questions() -> dict[str, Any]:
+    """cookiecutter.json without its private keys."""
+    data = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text())
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def choices() -> dict[str, list[str]]:
+    return {k: v for k, v in questions().items() if isinstance(v, list)}
+
+
+def default_answers(**overrides: str) -> dict[str, str]:
+    """Defaults as both engines resolve them, with verification off."""
+    answers = {k: (v[0] if isinstance(v, list) else v) for k, v in questions().items()}
+    answers["slug"] = answers["project_name"].lower().replace(" ", "-").replace("_", "-")
+    answers["verify"] = "none"
+    answers.update(overrides)
+    return answers
+
+
+def cookiecutter_config(home: Path) -> Path:
+    """A config that keeps cookiecutter's replay and clones out of the real $HOME."""
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "cookiecutter.yaml"
+    config.write_text(
+        f"cookiecutters_dir: {home / 'cookiecutters'}\nreplay_dir: {home / 'replay'}\n"
+    )
+    return config
+
+
+def render_cookiecutter(output_dir: Path, template: str | Path = TEMPLATE_DIR, **answers: str) -> Path:
+    from cookiecutter.main import cookiecutter
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    project = cookiecutter(
+        str(template),
+        no_input=True,
+        extra_context=answers,
+        output_dir=str(output_dir),
+        config_file=str(cookiecutter_config(output_dir.parent / f".{output_dir.name}-cc-home")),
+    )
+    return Path(project)
+
+
+def render_copier(
+    destination: Path, template: str | Path = TEMPLATE_DIR, vcs_ref: str | None = None, **answers: str
+) -> Path:
+    import copier
+
+    copier.run_copy(
+        str(template),
+        str(destination),
+        data=answers,
+        defaults=True,
+        unsafe=True,
+        quiet=True,
+        vcs_ref=vcs_ref,
+    )
+    return destination
+
+
+def require(tool: str) -> str:
+    """Path of a prerequisite; a missing one fails under CI=true and skips elsewhere."""
+    path = shutil.which(tool)
+    if path:
+        return path
+    message = f"prerequisite '{tool}' is not installed (run scripts/install-prerequisites.sh)"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None,
+        timeout: float = 1800, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command, keeping its output for the assertion message."""
+    result = subprocess.run(
+        cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {result.returncode}\n--- stdout\n{result.stdout[-4000:]}"
+            f"\n--- stderr\n{result.stderr[-4000:]}"
+        )
+    return result
