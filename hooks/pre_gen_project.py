@@ -12,7 +12,7 @@ import re
 import sys
 
 # Rendered by the engine; tojson escapes quotes, so any answer parses safely.
-ANSWERS: dict[str, str] = json.loads(r"""{{ cookiecutter | tojson }}""")
+RENDERED_ANSWERS = r"""{{ cookiecutter | tojson }}"""
 
 SLUG_PATTERN = re.compile(r"^[a-z](?:[a-z0-9]|-(?=[a-z0-9])){1,39}$")
 RUST_VERSION_PATTERN = re.compile(r"^1\.[0-9]+(\.[0-9]+)?$")
@@ -79,7 +79,7 @@ def errors(answers: dict[str, str]) -> list[str]:
 
 
 def main() -> int:
-    problems = errors(ANSWERS)
+    problems = errors(json.loads(RENDERED_ANSWERS))
     for problem in problems:
         print(f"ERROR: {problem}", file=sys.stderr)
     return 1 if problems else 0

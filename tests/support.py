@@ -45,7 +45,9 @@ def cookiecutter_config(home: Path) -> Path:
     return config
 
 
-def render_cookiecutter(output_dir: Path, template: str | Path = TEMPLATE_DIR, **answers: str) -> Path:
+def render_cookiecutter(
+    output_dir: Path, template: str | Path = TEMPLATE_DIR, **answers: str
+) -> Path:
     from cookiecutter.main import cookiecutter
 
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -60,7 +62,10 @@ def render_cookiecutter(output_dir: Path, template: str | Path = TEMPLATE_DIR, *
 
 
 def render_copier(
-    destination: Path, template: str | Path = TEMPLATE_DIR, vcs_ref: str | None = None, **answers: str
+    destination: Path,
+    template: str | Path = TEMPLATE_DIR,
+    vcs_ref: str | None = None,
+    **answers: str,
 ) -> Path:
     import copier
 
@@ -93,8 +98,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None,
-        timeout: float = 1800, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str],
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 1800,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
     """Run a command, keeping its output for the assertion message."""
     result = subprocess.run(
         cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout, check=False
