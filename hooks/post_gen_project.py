@@ -1,4 +1,4 @@
-"""Prove the generated service works: build it, start it, ask it to greet Pete.
+"""Tidy the generated service, then prove it works: build it, start it, ask it to greet Pete.
 
 cookiecutter runs this file after generating; copier runs the same file through
 `_tasks` on the first copy only. The `verify` answer picks how: `cargo` builds
@@ -232,6 +232,16 @@ def updating_with_cruft() -> bool:
     return b"create" not in parent
 
 
+def remove_empty_directories() -> None:
+    """cookiecutter cannot skip a directory whose name renders empty, so optional
+    directories keep plain names, their files are switched by name, and the
+    directories left empty are removed here."""
+    directories = sorted((p for p in PROJECT.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+    for directory in directories:
+        if not any(directory.iterdir()):
+            directory.rmdir()
+
+
 def print_how_to_verify_later() -> None:
     say("nothing to verify with: neither cargo nor a running Docker engine was found.")
     say(f"verify later with: cd {SLUG} && cargo build --locked && cargo run")
@@ -239,6 +249,7 @@ def print_how_to_verify_later() -> None:
 
 
 def main() -> int:
+    remove_empty_directories()
     requested = ANSWERS["verify"]
     if requested == "none" or updating_with_cruft():
         return 0

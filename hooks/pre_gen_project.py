@@ -15,7 +15,7 @@ import sys
 RENDERED_ANSWERS = r"""{{ cookiecutter | tojson }}"""
 
 SLUG_PATTERN = re.compile(r"^[a-z](?:[a-z0-9]|-(?=[a-z0-9])){1,39}$")
-RUST_VERSION_PATTERN = re.compile(r"^1\.[0-9]+(\.[0-9]+)?$")
+RUST_VERSION_PATTERN = re.compile(r"^1[.][0-9]+([.][0-9]+)?$")
 # actix-web 4's minimum supported Rust version (its rust-version field).
 MIN_RUST_MINOR = 89
 # Rust keywords (strict, reserved, 2024 edition), and names cargo refuses or

@@ -1,0 +1,182 @@
+"""Every answer renders to a clean project, and both engines render the same bytes."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from support import choices, default_answers, render_cookiecutter, render_copier
+
+# Anything a template engine should have consumed. GitHub Actions' own `${{ }}`
+# expressions are the one legitimate double-brace in the output.
+UNRENDERED = re.compile(r"(?<!\$)\{\{|\{%|%\}|\{#|cookiecutter\.|_copier_")
+COPIER_ANSWERS = ".copier-answers.yml"
+
+
+class CiYamlLoader(yaml.SafeLoader):
+    """Safe YAML plus GitLab's `!reference [job, key]` tag."""
+
+
+CiYamlLoader.add_constructor(
+    "!reference", lambda loader, node: loader.construct_sequence(node)  # type: ignore[arg-type]
+)
+
+# One bake per value of every choice question, plus free-text answers away from the defaults.
+BAKES = [
+    pytest.param({name: value}, id=f"{name}={value}")
+    for name, values in choices().items()
+    for value in values
+    if name != "verify"
+] + [
+    pytest.param(
+        {
+            "project_name": "Billing API 2",
+            "slug": "billing-api-2",
+            "port": "8080",
+            "rust_version": "1.89.0",
+            "description": "Bills: accurate & fast (mostly) <3",
+        },
+        id="free-text",
+    )
+]
+
+# Answer sets rendered by both engines and compared byte for byte.
+PARITY_SETS = [
+    pytest.param({}, id="defaults"),
+    pytest.param(
+        {
+            "project_name": "Order Desk",
+            "slug": "order-desk",
+            "port": "8081",
+            "debian_release": "trixie",
+            "runtime_image": "distroless",
+            "dev_watcher": "cargo-watch",
+            "ci_provider": "both",
+            "sccache_backend": "redis",
+        },
+        id="trixie-distroless-both-redis",
+    ),
+    pytest.param(
+        {
+            "project_name": "tiny",
+            "slug": "tiny",
+            "port": "1024",
+            "rust_version": "1.89",
+            "runtime_image": "scratch",
+            "ci_provider": "github",
+            "sccache_backend": "s3",
+        },
+        id="scratch-github-s3",
+    ),
+    pytest.param(
+        {
+            "slug": "edge-9",
+            "description": "Quotes 'single' & <angles>",
+            "ci_provider": "none",
+            "sccache_backend": "gcs",
+            "port": "65535",
+        },
+        id="no-ci-gcs",
+    ),
+]
+
+
+def project_files(root: Path) -> dict[str, Path]:
+    return {
+        str(path.relative_to(root)): path
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and ".git" not in path.relative_to(root).parts
+    }
+
+
+@pytest.fixture(scope="module", params=BAKES)
+def baked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render_cookiecutter(tmp_path_factory.mktemp("bake"), **default_answers(**request.param))
+
+
+def test_no_template_syntax_survives(baked: Path) -> None:
+    leftovers = [
+        f"{name}:{number}: {line.strip()}"
+        for name, path in project_files(baked).items()
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if UNRENDERED.search(line)
+    ]
+    assert not leftovers, "\n".join(leftovers)
+    assert not [name for name in project_files(baked) if UNRENDERED.search(name)]
+
+
+def test_every_yaml_toml_and_json_file_parses(baked: Path) -> None:
+    parsed = 0
+    for name, path in project_files(baked).items():
+        text = path.read_text()
+        if name.endswith((".yml", ".yaml")):
+            list(yaml.load_all(text, Loader=CiYamlLoader))
+        elif name.endswith(".toml") or name == "Cargo.lock":
+            tomllib.loads(text)
+        elif name.endswith(".json"):
+            # devcontainer.json is JSON with comments; strip whole-line ones.
+            json.loads(
+                "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("//"))
+            )
+        else:
+            continue
+        parsed += 1
+    assert parsed >= 2
+
+
+def test_the_answers_reach_the_cargo_manifest(baked: Path) -> None:
+    manifest = tomllib.loads((baked / "Cargo.toml").read_text())
+    assert manifest["package"]["name"] == baked.name
+    lock = tomllib.loads((baked / "Cargo.lock").read_text())
+    assert baked.name in {package["name"] for package in lock["package"]}
+
+
+@pytest.mark.parametrize(
+    ("provider", "expected"),
+    [
+        ("gitlab", {".gitlab-ci.yml"}),
+        ("github", {".github/workflows/ci.yml"}),
+        ("both", {".gitlab-ci.yml", ".github/workflows/ci.yml"}),
+        ("none", set()),
+    ],
+)
+def test_only_the_chosen_ci_files_are_generated(
+    tmp_path: Path, provider: str, expected: set[str]
+) -> None:
+    project = render_cookiecutter(tmp_path, **default_answers(ci_provider=provider))
+    ci_files = {
+        name
+        for name in project_files(project)
+        if name == ".gitlab-ci.yml" or name.startswith(".github/")
+    }
+    assert ci_files == expected
+
+
+@pytest.mark.parametrize("answers", PARITY_SETS)
+def test_cookiecutter_and_copier_render_identical_projects(tmp_path: Path, answers: dict) -> None:
+    answers = default_answers(**answers)
+    by_cookiecutter = render_cookiecutter(tmp_path / "cookiecutter", **answers)
+    by_copier = render_copier(tmp_path / "copier" / answers["slug"], **answers)
+
+    cookiecutter_files = project_files(by_cookiecutter)
+    copier_files = project_files(by_copier)
+    assert copier_files.pop(COPIER_ANSWERS), "copier wrote no answers file"
+    assert sorted(cookiecutter_files) == sorted(copier_files)
+    for name, path in cookiecutter_files.items():
+        assert path.read_bytes() == copier_files[name].read_bytes(), f"{name} differs"
+        assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(
+            copier_files[name].stat().st_mode
+        ), f"{name} has a different mode"
+
+
+def test_copier_records_every_answer_but_the_internal_mapping(tmp_path: Path) -> None:
+    answers = default_answers(slug="recorded", port="6000")
+    project = render_copier(tmp_path / "recorded", **answers)
+    recorded = yaml.safe_load((project / COPIER_ANSWERS).read_text())
+    assert "cookiecutter" not in recorded
+    assert {k: str(v) for k, v in recorded.items() if not k.startswith("_")} == answers
