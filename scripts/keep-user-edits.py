@@ -100,10 +100,15 @@ def renamed(old: str, new: str, answers_file: str) -> int:
         common.write_bytes(base)
         conflicts = git(
             "merge-file",
-            "-L", f"your {old}",
-            "-L", f"template's {old} before updating",
-            "-L", f"template's {new} after updating",
-            str(ours), str(common), str(target),
+            "-L",
+            f"your {old}",
+            "-L",
+            f"template's {old} before updating",
+            "-L",
+            f"template's {new} after updating",
+            str(ours),
+            str(common),
+            str(target),
             check=False,
         ).returncode
         if conflicts < 0 or conflicts > 127:

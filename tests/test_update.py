@@ -236,8 +236,12 @@ def edit_as_team(project: Path) -> None:
     """Edits a team makes after generating: a route, a test, docs, CI and a port."""
     lib = project / "src" / "lib.rs"
     lib.write_text(
-        replace_once(lib.read_text(), "App::new()", "App::new()\n            .service(team::version)",
-                     "src/lib.rs")
+        replace_once(
+            lib.read_text(),
+            "App::new()",
+            "App::new()\n            .service(team::version)",
+            "src/lib.rs",
+        )
         + "\npub mod team;\n"
     )
     (project / "src" / "team.rs").write_text(
@@ -285,7 +289,7 @@ fn {USER_TEST}() {{
     ci = project / CI_FILE
     ci.write_text(
         ci.read_text()
-        + f"\n{USER_CI_JOB}:\n  stage: test\n  script:\n    - echo \"audit the dependencies\"\n"
+        + f'\n{USER_CI_JOB}:\n  stage: test\n  script:\n    - echo "audit the dependencies"\n'
     )
     config = project / "src" / "config.rs"
     port = default_answers()["port"]
@@ -324,8 +328,7 @@ class Updated:
 
 
 def generate_with_copier(repo: Path, destination: Path, **answers: str) -> Path:
-    render_copier(destination, template=copier_url(repo), vcs_ref=V_A,
-                  **default_answers(**answers))
+    render_copier(destination, template=copier_url(repo), vcs_ref=V_A, **default_answers(**answers))
     git(destination, "init", "-q")
     commit_all(destination, f"Generated from the template {V_A}")
     return destination
@@ -346,8 +349,9 @@ def copier_update(project: Path, capfd: pytest.CaptureFixture[str] | None = None
     return Updated(project, output, seconds)
 
 
-def cruft(*args: str, cwd: Path, env: dict[str, str] | None = None,
-          check: bool = True) -> subprocess.CompletedProcess[str]:
+def cruft(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """The cruft CLI (the post-generation hook tells create from update by its command line)."""
     executable = shutil.which("cruft") or pytest.fail("cruft is not installed (requirements-dev)")
     return run([executable, *args], cwd=cwd, env=env, check=check)
@@ -356,10 +360,17 @@ def cruft(*args: str, cwd: Path, env: dict[str, str] | None = None,
 def generate_with_cruft(repo: Path, output_dir: Path, **answers: str) -> Path:
     output_dir.mkdir(parents=True, exist_ok=True)
     cruft(
-        "create", cruft_url(repo), "--checkout", V_A, "--no-input",
-        "--config-file", os.environ["COOKIECUTTER_CONFIG"],
-        "--output-dir", str(output_dir),
-        "--extra-context", json.dumps(default_answers(**answers)),
+        "create",
+        cruft_url(repo),
+        "--checkout",
+        V_A,
+        "--no-input",
+        "--config-file",
+        os.environ["COOKIECUTTER_CONFIG"],
+        "--output-dir",
+        str(output_dir),
+        "--extra-context",
+        json.dumps(default_answers(**answers)),
         cwd=output_dir,
     )
     project = output_dir / default_answers(**answers)["slug"]
@@ -540,7 +551,8 @@ def test_a_removed_file_the_team_changed_is_kept(conflicted: Updated) -> None:
 
 
 def test_copier_says_it_kept_the_changed_removed_file(
-    template_repo: Path, tmp_path_factory: pytest.TempPathFactory,
+    template_repo: Path,
+    tmp_path_factory: pytest.TempPathFactory,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     project = generate_with_copier(template_repo, tmp_path_factory.mktemp("copier-k") / "svc")
