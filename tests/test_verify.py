@@ -1,0 +1,141 @@
+"""The post-generation check: it builds and curls for real, and says plainly when it cannot."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jinja2
+import pytest
+from support import TEMPLATE_DIR, cookiecutter_config, default_answers, require
+
+STEP_DONE = re.compile(r"^\[verify\] (.+): ok \((\d+\.\d) s\)$", re.MULTILINE)
+
+
+def cookiecutter_cli(output: Path, answers: dict[str, str], env: dict[str, str] | None = None):
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cookiecutter",
+            "--no-input",
+            str(TEMPLATE_DIR),
+            *(f"{k}={v}" for k, v in answers.items()),
+            "--output-dir",
+            str(output),
+            "--config-file",
+            str(cookiecutter_config(output.parent / "cc-home")),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+
+
+def render_hook(answers: dict[str, str]) -> str:
+    source = (TEMPLATE_DIR / "hooks/post_gen_project.py").read_text()
+    environment = jinja2.Environment(keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    return environment.from_string(source).render(cookiecutter=answers)
+
+
+def test_verify_none_builds_nothing_and_prints_nothing(tmp_path: Path) -> None:
+    result = cookiecutter_cli(tmp_path / "out", default_answers(verify="none"))
+    assert result.returncode == 0, result.stderr
+    assert "[verify]" not in result.stdout
+    assert (tmp_path / "out/hello-service/Cargo.toml").exists()
+
+
+def test_auto_without_cargo_or_docker_says_so_and_prints_the_command(tmp_path: Path) -> None:
+    # Only the Python interpreter's folder stays on PATH: no cargo, no docker.
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent))
+    result = cookiecutter_cli(tmp_path / "out", default_answers(verify="auto"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "nothing to verify with: neither cargo nor a running Docker engine" in result.stdout
+    assert "cd hello-service && cargo build --locked && cargo run" in result.stdout
+    assert "curl http://localhost:5000/Pete" in result.stdout
+    assert (tmp_path / "out/hello-service/Cargo.toml").exists()
+
+
+def test_optional_directories_left_empty_are_removed(tmp_path: Path) -> None:
+    result = cookiecutter_cli(tmp_path / "out", default_answers(ci_provider="none"))
+    assert result.returncode == 0, result.stderr
+    project = tmp_path / "out/hello-service"
+    assert not (project / ".github").exists()
+    assert [p for p in project.rglob("*") if p.is_dir() and not any(p.iterdir())] == []
+
+
+@pytest.mark.slow
+def test_default_answers_are_built_and_curled_by_the_hook(tmp_path: Path) -> None:
+    require("cargo")
+    result = cookiecutter_cli(tmp_path / "out", default_answers(verify="auto"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    steps = [name for name, _ in STEP_DONE.findall(result.stdout)]
+    assert steps[0] == "cargo build --locked"
+    assert "curl /Pete, / and /health" in steps
+    assert steps[-1] == "stop it with SIGTERM"
+    assert "[verify] GET /Pete -> 200 'Hello Pete!'" in result.stdout
+    assert "[verify] SUCCESS: hello-service answered 'Hello Pete!'" in result.stdout
+
+
+@pytest.mark.slow
+def test_copier_runs_the_same_check_for_non_default_answers(tmp_path: Path) -> None:
+    require("cargo")
+    answers = default_answers(
+        project_name="Order Desk",
+        slug="order-desk",
+        port="8081",
+        debian_release="trixie",
+        runtime_image="distroless",
+        dev_watcher="cargo-watch",
+        ci_provider="both",
+        verify="cargo",
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "copier",
+            "copy",
+            "--trust",
+            "--defaults",
+            *(arg for k, v in answers.items() for arg in ("--data", f"{k}={v}")),
+            str(TEMPLATE_DIR),
+            str(tmp_path / "order-desk"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[verify] GET /Pete -> 200 'Hello Pete!'" in result.stdout
+    assert "[verify] SUCCESS: order-desk answered 'Hello Pete!'" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_failing_build_names_the_step_shows_the_log_and_exits_non_zero(tmp_path: Path) -> None:
+    require("cargo")
+    answers = default_answers(verify="cargo")
+    generated = cookiecutter_cli(tmp_path / "out", default_answers(verify="none"))
+    assert generated.returncode == 0, generated.stderr
+    project = tmp_path / "out/hello-service"
+    main_rs = project / "src/main.rs"
+    main_rs.write_text(main_rs.read_text() + '\nfn broken() -> u32 { "not a number" }\n')
+
+    result = subprocess.run(
+        [sys.executable, "-c", render_hook(answers)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "[verify] FAILED: cargo build --locked:" in result.stdout
+    assert "mismatched types" in result.stdout  # the tail of cargo's output
+    log = re.search(r"^\[verify\] full log: (\S+)$", result.stdout, re.MULTILINE)
+    assert log, result.stdout
+    assert Path(log.group(1)).is_file()
+    assert not Path(log.group(1)).is_relative_to(project)
