@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -432,8 +433,7 @@ def stray_rejects(project: Path) -> list[str]:
 # ------------------------------------------------------------ 1. edits survive, changes arrive
 
 
-def test_every_team_edit_survives_the_update(updated: Updated) -> None:
-    project = updated.path
+def assert_team_edits_survived(project: Path) -> None:
     lib = read(project, "src/lib.rs")
     assert ".service(team::version)" in lib and "pub mod team;" in lib
     assert f'#[get("{USER_ROUTE}")]' in read(project, "src/team.rs")
@@ -444,8 +444,7 @@ def test_every_team_edit_survives_the_update(updated: Updated) -> None:
     assert f"fn {USER_TEST}()" in read(project, RENAMED_TO)
 
 
-def test_every_template_change_arrives(updated: Updated) -> None:
-    project = updated.path
+def assert_template_changes_arrived(project: Path) -> None:
     assert read(project, NEW_FILE) == (
         f"# Maintainers\n\n{NEW_DEFAULT} keeps this service current.\n"
     ), "the new file, rendered with the new question's default"
@@ -454,6 +453,14 @@ def test_every_template_change_arrives(updated: Updated) -> None:
     assert read(project, RENAMED_TO).startswith(RENAME_NOTE + "\n")
     assert not (project / RENAMED_FROM).exists(), "the old name of the renamed file is gone"
     assert not (project / REMOVED).exists(), "the removed file, unchanged by the team, is gone"
+
+
+def test_every_team_edit_survives_the_update(updated: Updated) -> None:
+    assert_team_edits_survived(updated.path)
+
+
+def test_every_template_change_arrives(updated: Updated) -> None:
+    assert_template_changes_arrived(updated.path)
 
 
 def test_a_clean_update_leaves_no_conflicts(updated: Updated) -> None:
@@ -561,3 +568,197 @@ def test_copier_says_it_kept_the_changed_removed_file(
     result = copier_update(project, capfd)
     assert f"kept {REMOVED}" in result.output, result.output
     assert "README.md" in unmerged(project)
+
+
+# ------------------------------------------------------------------ the updated service works
+
+
+@pytest.mark.slow
+def test_the_updated_service_builds_and_its_tests_pass(
+    copier_service: Updated, cargo_env: dict[str, str]
+) -> None:
+    """The one cargo build of this file: the copier service after its update to v1.1.0."""
+    require_tool = shutil.which("cargo") or pytest.skip("cargo is not installed")
+    started = time.monotonic()
+    result = run([require_tool, "test", "--locked"], cwd=copier_service.path, env=cargo_env)
+    print(f"cargo test --locked of the updated service: {time.monotonic() - started:.1f} s")
+    output = result.stdout + result.stderr
+    assert "test tests::version_route_answers_with_the_crate_version ... ok" in output, output
+    assert f"test {USER_TEST} ... ok" in output, "the team's test, moved to the renamed file"
+    assert "tests/http_api.rs" in output, output
+
+
+# ------------------------------------------------------------------ 5. no one-time work on update
+
+
+def ask_for_cargo_verification(project: Path) -> None:
+    """Answers that would make the post-generation hook build the service, committed."""
+    copier_answers = project / ".copier-answers.yml"
+    if copier_answers.exists():
+        copier_answers.write_text(
+            replace_once(copier_answers.read_text(), "verify: none", "verify: cargo", "answers")
+        )
+    else:
+        state_file = project / ".cruft.json"
+        state = json.loads(state_file.read_text())
+        assert state["context"]["cookiecutter"]["verify"] == "none"
+        state["context"]["cookiecutter"]["verify"] = "cargo"
+        state_file.write_text(json.dumps(state, indent=2) + "\n")
+    commit_all(project, "Ask for verification with cargo")
+
+
+def assert_nothing_was_built(project: Path, target_dir: Path, output: str) -> None:
+    assert list(target_dir.iterdir()) == [], "cargo built into CARGO_TARGET_DIR during the update"
+    assert not (project / "target").exists(), "cargo built into the project during the update"
+    assert "[verify]" not in output, output
+
+
+def test_copier_update_runs_no_verification(
+    template_repo: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    project = generate_with_copier(template_repo, tmp_path_factory.mktemp("copier-v") / "svc")
+    ask_for_cargo_verification(project)
+    target_dir = tmp_path / "target"
+    target_dir.mkdir()
+    monkeypatch.setenv("CARGO_TARGET_DIR", str(target_dir))
+    capfd.readouterr()
+    result = copier_update(project, capfd)
+    assert yaml.safe_load(read(project, ".copier-answers.yml"))["verify"] == "cargo"
+    assert (project / NEW_FILE).exists(), "the update itself happened"
+    assert_nothing_was_built(project, target_dir, result.output)
+
+
+def test_cruft_update_runs_no_verification(
+    template_repo: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """cruft renders both versions again, hooks included; the hook must notice and stay idle."""
+    project = generate_with_cruft(template_repo, tmp_path_factory.mktemp("cruft-v"))
+    ask_for_cargo_verification(project)
+    target_dir = tmp_path / "target"
+    target_dir.mkdir()
+    result = cruft_update(project, env=dict(os.environ, CARGO_TARGET_DIR=str(target_dir)))
+    assert json.loads(read(project, ".cruft.json"))["context"]["cookiecutter"]["verify"] == "cargo"
+    assert (project / NEW_FILE).exists(), "the update itself happened"
+    assert_nothing_was_built(project, target_dir, result.output)
+
+
+# ------------------------------------------------------------------ 3. why the migrations exist
+
+
+def test_without_migrations_copier_drops_edits_to_renamed_and_removed_files(
+    tmp_path: Path,
+) -> None:
+    """copier alone deletes removed files even when edited and recreates renamed ones fresh.
+
+    This is why a release that renames or removes a file needs the `_migrations` entries
+    of docs/maintaining.md. If this test fails, copier changed: revisit that advice.
+    """
+    repo = tmp_path / "tiny-template"
+    sub = repo / SLUG_DIR
+    sub.mkdir(parents=True)
+    (repo / "copier.yml").write_text(
+        '_subdirectory: "{% raw %}{{cookiecutter.slug}}{% endraw %}"\n_templates_suffix: ""\n'
+        "slug:\n  type: str\n  default: tiny\n"
+        "cookiecutter:\n  type: json\n  when: false\n"
+        "  default: '{\"slug\": {{ slug|tojson }}}'\n"
+    )
+    shutil.copy2(
+        template_file(TEMPLATE_DIR, ".copier-answers.yml"),
+        sub / "{% if _copier_conf is defined %}.copier-answers.yml{% endif %}",
+    )
+    (sub / "old.txt").write_text("one\ntwo\nthree\n")
+    (sub / "gone.txt").write_text("one\ntwo\nthree\n")
+    git(repo, "init", "-q")
+    commit_all(repo, "A")
+    git(repo, "tag", V_A)
+    git(repo, "mv", f"{SLUG_DIR}/old.txt", f"{SLUG_DIR}/new.txt")
+    git(repo, "rm", "-q", f"{SLUG_DIR}/gone.txt")
+    commit_all(repo, "B")
+    git(repo, "tag", V_B)
+
+    project = generate_with_copier(repo, tmp_path / "tiny")
+    (project / "old.txt").write_text("one\nTWO, edited by the team\nthree\n")
+    (project / "gone.txt").write_text("one\ntwo\nthree\nfour, added by the team\n")
+    commit_all(project, "Team edits")
+    copier_update(project)
+
+    assert not (project / "gone.txt").exists(), "copier deleted the edited, removed file"
+    assert "edited by the team" not in read(project, "new.txt"), "the edit did not follow"
+    assert not (project / "old.txt").exists()
+    assert "UU" not in git(project, "status", "--porcelain").stdout, "and it said nothing"
+
+
+# ------------------------------------------------------------------ 4. from cookiecutter to copier
+
+CONVERTER = TEMPLATE_DIR / "scripts" / "cookiecutter-to-copier.py"
+
+
+def convert(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, str(CONVERTER), str(project), *args])
+
+
+def test_a_cookiecutter_service_moves_to_copier_update_with_its_edits(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    from cookiecutter.main import cookiecutter
+
+    home = tmp_path / "cc-home"
+    project = Path(
+        cookiecutter(
+            copier_url(template_repo),
+            checkout=V_A,
+            no_input=True,
+            extra_context=default_answers(),
+            output_dir=str(tmp_path / "out"),
+            config_file=str(cookiecutter_config(home)),
+        )
+    )
+    git(project, "init", "-q")
+    commit_all(project, f"Generated with cookiecutter from the template {V_A}")
+    edit_as_team(project)
+    (replay,) = (home / "replay").glob("*.json")
+
+    printed = convert(project, "--replay", str(replay)).stdout
+    assert "copier update" in printed
+    answers = yaml.safe_load(read(project, ".copier-answers.yml"))
+    assert answers["_commit"] == V_A and answers["_src_path"] == copier_url(template_repo)
+    commit_all(project, "Record the template answers for copier")
+
+    copier_update(project)
+    assert_team_edits_survived(project)
+    assert_template_changes_arrived(project)
+    assert yaml.safe_load(read(project, ".copier-answers.yml"))["_commit"] == V_B
+    assert not unmerged(project) and not stray_rejects(project)
+
+
+def test_answers_from_cruft_match_what_copier_writes_itself(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    from_cruft = generate_with_cruft(template_repo, tmp_path / "cruft")
+    convert(from_cruft, "--src-path", copier_url(template_repo))
+    by_copier = generate_with_copier(template_repo, tmp_path / "copier")
+    written = read(from_cruft, ".copier-answers.yml")
+    assert yaml.safe_load(written) == yaml.safe_load(read(by_copier, ".copier-answers.yml"))
+
+    commit_all(from_cruft, "Record the template answers for copier")
+    copier_update(from_cruft)
+    assert yaml.safe_load(read(from_cruft, ".copier-answers.yml"))["_commit"] == V_B
+    assert (from_cruft / NEW_FILE).exists()
+
+
+def test_the_converter_refuses_without_a_record_or_a_version(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    result = run([sys.executable, str(CONVERTER), str(bare)], check=False)
+    assert result.returncode == 1 and "--replay" in result.stderr
+    replay = tmp_path / "replay.json"
+    replay.write_text(json.dumps({"cookiecutter": {**default_answers(), "_template": "x"}}))
+    result = run([sys.executable, str(CONVERTER), str(bare), "--replay", str(replay)], check=False)
+    assert result.returncode == 1 and "--vcs-ref" in result.stderr
+    assert not (bare / ".copier-answers.yml").exists()
