@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Docker for the container tier: Debian's engine (docker.io, 20.10 with BuildKit),
+# debootstrap for the stand-in base images, and the compose v2 and buildx CLI
+# plugins unpacked from Debian trixie's packages (they depend only on libc).
+# Idempotent and quiet; safe to rerun. The engine itself is started by
+# scripts/docker-engine.sh (the test session starts it too when it is down).
+set -euo pipefail
+
+PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+need_apt=()
+command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+[ -x /usr/bin/docker ] || need_apt+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
+command -v readelf >/dev/null 2>&1 || need_apt+=(binutils)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${need_apt[@]}" >/dev/null
+fi
+
+# The Debian mirror this machine already uses (never hard-coded).
+debian_mirror() {
+  local uri
+  uri=$(grep -rhoE '^(URIs:|deb) +[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d 2>/dev/null \
+    | awk '{print $2}' | grep -E '/debian/?$' | head -n1 || true)
+  if [ -z "$uri" ]; then
+    echo "30-docker.sh: no Debian mirror found in the apt sources" >&2
+    exit 1
+  fi
+  echo "${uri%/}"
+}
+
+# docker compose v2 and docker buildx as CLI plugins, from trixie's .debs.
+plugin_ok() { [ -x "$PLUGIN_DIR/docker-$1" ] && "$PLUGIN_DIR/docker-$1" docker-cli-plugin-metadata >/dev/null 2>&1; }
+if ! plugin_ok compose || ! plugin_ok buildx; then
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  mkdir -p "$work/lists/partial" "$work/archives/partial" "$work/sources.d"
+  echo "deb $(debian_mirror) trixie main" > "$work/sources.list"
+  apt_opts=(-qq -o "Dir::Etc::sourcelist=$work/sources.list" -o "Dir::Etc::sourceparts=$work/sources.d"
+            -o "Dir::State::Lists=$work/lists" -o "Dir::Cache::archives=$work/archives"
+            -o "APT::Get::List-Cleanup=0" -o "Dir::State::status=/dev/null"
+            -o "APT::Sandbox::User=root")
+  apt-get "${apt_opts[@]}" update >/dev/null
+  (cd "$work" && apt-get "${apt_opts[@]}" download docker-compose docker-buildx >/dev/null)
+  for deb in "$work"/*.deb; do dpkg -x "$deb" "$work/root"; done
+  $SUDO mkdir -p "$PLUGIN_DIR"
+  for plugin in compose buildx; do
+    src=$(find "$work/root" -path "*/cli-plugins/docker-$plugin" | head -n1)
+    [ -L "$src" ] && src="$work/root$(readlink "$src")"
+    [ -f "$src" ] || src=$(find "$work/root/usr/bin" "$work/root/usr/libexec" -type f -name "docker-$plugin" | head -n1)
+    $SUDO install -m 0755 "$src" "$PLUGIN_DIR/docker-$plugin"
+  done
+fi

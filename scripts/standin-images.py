@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""Make sure the base images the generated Dockerfiles name exist on the local engine.
+
+An image that is already present is used as it is. A missing one is pulled; when it
+cannot be pulled (machines without a container registry), a local stand-in is built
+under the same name and tag, once per machine:
+
+* ``debian:<release>-slim``: debootstrap (minbase) from the machine's Debian mirror,
+  trimmed like the official slim images, then ``docker import``.
+* ``rust:<version>-slim-<release>`` and ``rust:<version>-<release>``: the Debian
+  stand-in plus the machine's rustup toolchain (without documentation) laid out as the
+  official image does (``/usr/local/rustup``, ``/usr/local/cargo``); the full variant
+  adds the build tools the official one has.
+* ``gcr.io/distroless/cc-debian<N>:nonroot``: glibc, libgcc, CA certificates and the
+  ``nonroot`` user (65532) copied from the Debian stand-in onto an empty image.
+
+Stand-ins are for tests on this kind of machine: the Rust ones trust the machine's
+CA certificates (``/usr/local/share/ca-certificates``) so cargo can fetch crates
+through the proxy. The template's own Dockerfiles never do that. Every stand-in
+carries the label ``org.template.standin=1``.
+
+Usage: scripts/standin-images.py [--rust-version 1.95] [IMAGE ...]   (default: all)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+RELEASES = {"bookworm": "12", "trixie": "13"}
+STATE_DIR = Path(os.environ.get("STANDIN_STATE_DIR", "/var/tmp/template-standins"))
+DOCKER = os.environ.get("DOCKER") or ("/usr/bin/docker" if Path("/usr/bin/docker").exists()
+                                      else shutil.which("docker") or "docker")
+LABEL = "org.template.standin=1"
+# What the official images trim from Debian (docs, man pages, locales).
+DPKG_EXCLUDES = """path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+path-exclude /usr/share/lintian/*
+"""
+
+
+def log(message: str) -> None:
+    print(f"standin-images: {message}", flush=True)
+
+
+def docker(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, DOCKER_BUILDKIT="1")
+    return subprocess.run([DOCKER, *args], check=check, text=True, env=env, **kwargs)
+
+
+def image_present(image: str) -> bool:
+    return docker("image", "inspect", image, check=False, capture_output=True).returncode == 0
+
+
+def pulled(image: str) -> bool:
+    result = docker("pull", "-q", image, check=False, capture_output=True)
+    return result.returncode == 0
+
+
+def debian_mirror() -> str:
+    """The Debian mirror the machine's apt already uses."""
+    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for source in sources:
+        if not source.is_file():
+            continue
+        for line in source.read_text().splitlines():
+            match = re.match(r"^\s*(?:URIs:|deb)\s+(\S+)", line)
+            if match and re.search(r"/debian/?$", match.group(1)):
+                return match.group(1).rstrip("/")
+    sys.exit("standin-images: no Debian mirror in the apt sources")
+
+
+def build(tag: str, dockerfile: str, context: Path) -> None:
+    (context / "Dockerfile").write_text(dockerfile)
+    docker("build", "--network", "host", "--label", LABEL, "-q", "-t", tag, str(context),
+           stdout=subprocess.DEVNULL)
+
+
+# ------------------------------------------------------------------ stand-ins
+def debian_slim(release: str) -> None:
+    tag = f"debian:{release}-slim"
+    with tempfile.TemporaryDirectory(dir=STATE_DIR) as tmp:
+        root = Path(tmp) / "rootfs"
+        subprocess.run(
+            ["debootstrap", "--variant=minbase", release, str(root), debian_mirror()],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        (root / "etc/dpkg/dpkg.cfg.d/docker").write_text(DPKG_EXCLUDES)
+        (root / "etc/apt/apt.conf.d/docker-clean").write_text(
+            'APT::Keep-Downloaded-Packages "false";\nAcquire::Languages "none";\n'
+        )
+        for pattern in ("usr/share/doc/*", "usr/share/man/*", "usr/share/info/*",
+                        "usr/share/locale/*", "var/lib/apt/lists/*", "var/cache/apt/*.bin",
+                        "var/cache/apt/archives/*.deb", "var/log/*.log", "var/log/apt/*"):
+            for path in root.glob(pattern):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+        tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."],
+                               stdout=subprocess.PIPE)
+        docker("import", "-c", 'CMD ["bash"]', "-c", f"LABEL {LABEL}", "-", tag,
+               stdin=tar.stdout, stdout=subprocess.DEVNULL)
+        assert tar.wait() == 0
+
+
+def machine_toolchain(version: str) -> Path:
+    """The rustup toolchain directory whose rustc matches the requested version."""
+    rustup_home = Path(os.environ.get("RUSTUP_HOME", Path.home() / ".rustup"))
+    for toolchain in sorted((rustup_home / "toolchains").iterdir()):
+        rustc = toolchain / "bin" / "rustc"
+        if not rustc.exists():
+            continue
+        out = subprocess.run([str(rustc), "--version"], capture_output=True, text=True).stdout
+        found = out.split()[1] if out else ""
+        if found == version or found.startswith(version + "."):
+            return toolchain.resolve()
+    sys.exit(f"standin-images: no rustup toolchain for Rust {version} on this machine")
+
+
+def rust_toolchain_image(version: str) -> str:
+    """An internal image holding /usr/local/rustup and /usr/local/cargo (built once)."""
+    tag = f"template-standin/rust-toolchain:{version}"
+    if image_present(tag):
+        return tag
+    toolchain = machine_toolchain(version)
+    full = subprocess.run([str(toolchain / "bin/rustc"), "--version"], capture_output=True,
+                          text=True, check=True).stdout.split()[1]
+    name = f"{full}-x86_64-unknown-linux-gnu"
+    rustup = shutil.which("rustup") or str(Path.home() / ".cargo/bin/rustup")
+    with tempfile.TemporaryDirectory(dir=STATE_DIR) as tmp:
+        ctx = Path(tmp)
+        dest = ctx / "rustup/toolchains" / name
+        shutil.copytree(toolchain, dest, symlinks=False,
+                        ignore=shutil.ignore_patterns("doc", "html"))
+        (ctx / "rustup/settings.toml").write_text(
+            f'version = "12"\ndefault_toolchain = "{name}"\nprofile = "minimal"\n'
+        )
+        (ctx / "cargo/bin").mkdir(parents=True)
+        shutil.copy2(Path(rustup).resolve(), ctx / "cargo/bin/rustup")
+        for proxy in ("cargo", "rustc", "rustdoc", "cargo-clippy", "clippy-driver",
+                      "rustfmt", "cargo-fmt", "rust-gdb", "rust-lldb"):
+            (ctx / "cargo/bin" / proxy).symlink_to("rustup")
+        subprocess.run(["chmod", "-R", "a+w", str(ctx / "rustup"), str(ctx / "cargo")], check=True)
+        build(tag, "FROM scratch\nCOPY rustup /usr/local/rustup\nCOPY cargo /usr/local/cargo\n",
+              ctx)
+    return tag
+
+
+def rust(version: str, release: str, slim: bool) -> None:
+    tag = f"rust:{version}-{'slim-' if slim else ''}{release}"
+    ensure(f"debian:{release}-slim", version)
+    toolchain = rust_toolchain_image(version)
+    full = version if version.count(".") == 2 else f"{version}.0"
+    packages = "ca-certificates gcc libc6-dev"
+    if not slim:
+        packages += " curl git g++ make pkg-config libssl-dev procps"
+    with tempfile.TemporaryDirectory(dir=STATE_DIR) as tmp:
+        ctx = Path(tmp)
+        (ctx / "certs").mkdir()
+        for crt in Path("/usr/local/share/ca-certificates").glob("*.crt"):
+            shutil.copy2(crt, ctx / "certs" / crt.name)
+        build(tag, f"""FROM debian:{release}-slim
+ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo \\
+    PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
+    RUST_VERSION={full}
+RUN apt-get update && apt-get install -y --no-install-recommends {packages} \\
+    && rm -rf /var/lib/apt/lists/*
+# Test-only: trust the machine's proxy CA so cargo can fetch crates.
+COPY certs/ /usr/local/share/ca-certificates/
+RUN update-ca-certificates >/dev/null
+COPY --from={toolchain} /usr/local/rustup /usr/local/rustup
+COPY --from={toolchain} /usr/local/cargo /usr/local/cargo
+RUN rustc --version && cargo --version
+""", ctx)
+
+
+def distroless_cc(release: str) -> None:
+    number = RELEASES[release]
+    tag = f"gcr.io/distroless/cc-debian{number}:nonroot"
+    ensure(f"debian:{release}-slim", "")
+    with tempfile.TemporaryDirectory(dir=STATE_DIR) as tmp:
+        ctx = Path(tmp)
+        build(tag, f"""FROM debian:{release}-slim AS src
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \\
+    && mkdir -p /out/etc/ssl/certs /out/lib/x86_64-linux-gnu /out/lib64 /out/tmp \\
+       /out/home/nonroot /out/usr/share/zoneinfo \\
+    && cp -a /lib/x86_64-linux-gnu/libc.so* /lib/x86_64-linux-gnu/libm.so* \\
+       /lib/x86_64-linux-gnu/libgcc_s.so* /lib/x86_64-linux-gnu/libdl.so* \\
+       /lib/x86_64-linux-gnu/libpthread.so* /lib/x86_64-linux-gnu/librt.so* \\
+       /lib/x86_64-linux-gnu/ld-linux-x86-64.so* /out/lib/x86_64-linux-gnu/ \\
+    && cp -a /lib64/ld-linux-x86-64.so.2 /out/lib64/ \\
+    && cp /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/ \\
+    && printf 'root:x:0:0:root:/root:/sbin/nologin\\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\\n' > /out/etc/passwd \\
+    && printf 'root:x:0:\\nnobody:x:65534:\\nnonroot:x:65532:\\n' > /out/etc/group \\
+    && chmod 1777 /out/tmp && chown 65532:65532 /out/home/nonroot
+
+FROM scratch
+COPY --from=src /out/ /
+ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+USER 65532:65532
+WORKDIR /home/nonroot
+""", ctx)
+
+
+# ------------------------------------------------------------------ dispatch
+def all_images(version: str) -> list[str]:
+    images = []
+    for release, number in RELEASES.items():
+        images += [f"debian:{release}-slim", f"rust:{version}-slim-{release}",
+                   f"rust:{version}-{release}", f"gcr.io/distroless/cc-debian{number}:nonroot"]
+    return images
+
+
+def ensure(image: str, version: str) -> str:
+    """'present', 'pulled' or 'stand-in' for one image."""
+    if image_present(image):
+        return "present"
+    if os.environ.get("STANDIN_NO_PULL") != "1" and pulled(image):
+        log(f"{image}: pulled")
+        return "pulled"
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    log(f"{image}: not pullable, building a stand-in")
+    if m := re.fullmatch(r"debian:(\w+)-slim", image):
+        debian_slim(m.group(1))
+    elif m := re.fullmatch(r"rust:([\d.]+)-(slim-)?(\w+)", image):
+        rust(m.group(1), m.group(3), bool(m.group(2)))
+    elif m := re.fullmatch(r"gcr\.io/distroless/cc-debian(\d+):nonroot", image):
+        release = {v: k for k, v in RELEASES.items()}[m.group(1)]
+        distroless_cc(release)
+    else:
+        sys.exit(f"standin-images: no recipe for {image}")
+    return "stand-in"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rust-version", default="1.95")
+    parser.add_argument("images", nargs="*")
+    args = parser.parse_args()
+    for image in args.images or all_images(args.rust_version):
+        status = ensure(image, args.rust_version)
+        log(f"{image}: {status}")
+
+
+if __name__ == "__main__":
+    main()
