@@ -10,15 +10,16 @@ removes a file adds an `after` migration that calls this script (docs/maintainin
       - version: v1.1.0
         when: "{{ _stage == 'after' }}"
         command: ["{{ _copier_python }}", "{{ _copier_conf.src_path }}/scripts/keep-user-edits.py",
-                  "renamed", "tests/api.rs", "tests/http_api.rs"]
+                  "--renamed", "tests/api.rs", "tests/http_api.rs", "--removed", ".dockerignore"]
 
 It compares the file as the service had it before the update (git HEAD: copier refuses to
 update a dirty repository) with the file as the old template version rendered it for the
-service's own answers (rendered again here, with tasks skipped). Only if they differ:
+service's own answers (rendered again here, once, with tasks skipped). Only if they differ:
 
-- `renamed OLD NEW`: merges the service's edits into NEW (three-way, `git merge-file`);
-  overlapping changes leave conflict markers in NEW and a CONFLICT line on stderr.
-- `removed PATH`: puts the service's version of PATH back and says so.
+- `--renamed OLD NEW`: merges the service's edits into NEW (three-way, `git merge-file`);
+  overlapping changes leave conflict markers in NEW, mark NEW unmerged in git's index
+  (as copier does for its own conflicts) and print a CONFLICT line.
+- `--removed PATH`: puts the service's version of PATH back and says so.
 
 Runs with copier's own Python (`_copier_python`), so `copier` and `yaml` are importable.
 """
@@ -37,122 +38,154 @@ def git(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(["git", *args], capture_output=True, check=check)
 
 
+def say(message: str) -> None:
+    print(f"keep-user-edits: {message}", file=sys.stderr, flush=True)
+
+
 def committed(path: str) -> bytes | None:
     """The file as the service had it before the update, or None if it had none."""
     result = git("show", f"HEAD:./{path}", check=False)
     return result.stdout if result.returncode == 0 else None
 
 
-def previous_answers(answers_file: str) -> dict[str, Any]:
-    import yaml
+class OldVersion:
+    """The old template version rendered once, with tasks skipped, for the service's answers."""
 
-    text = committed(answers_file)
-    if text is None:
-        sys.exit(f"keep-user-edits: {answers_file} is not committed; cannot tell the old version")
-    return yaml.safe_load(text)
+    def __init__(self, answers_file: str) -> None:
+        self.answers_file = answers_file
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
+    def __enter__(self) -> OldVersion:
+        return self
 
-def pristine(path: str, answers_file: str) -> bytes | None:
-    """PATH as the old template version rendered it for this service's answers."""
-    import copier
+    def __exit__(self, *exc: object) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
-    answers = previous_answers(answers_file)
-    data = {k: v for k, v in answers.items() if not k.startswith("_")}
-    with tempfile.TemporaryDirectory(prefix="keep-user-edits.") as tmp:
-        copier.run_copy(
-            answers["_src_path"],
-            tmp,
-            data=data,
-            vcs_ref=answers["_commit"],
-            defaults=True,
-            quiet=True,
-            skip_tasks=True,
-            unsafe=True,
-        )
-        rendered = Path(tmp, path)
+    def _render(self) -> Path:
+        if self._tmp is None:
+            import copier
+            import yaml
+
+            text = committed(self.answers_file)
+            if text is None:
+                sys.exit(f"keep-user-edits: {self.answers_file} is not committed")
+            answers: dict[str, Any] = yaml.safe_load(text)
+            self._tmp = tempfile.TemporaryDirectory(prefix="keep-user-edits.")
+            copier.run_copy(
+                answers["_src_path"],
+                self._tmp.name,
+                data={k: v for k, v in answers.items() if not k.startswith("_")},
+                vcs_ref=answers["_commit"],
+                defaults=True,
+                quiet=True,
+                skip_tasks=True,
+                unsafe=True,
+            )
+        return Path(self._tmp.name)
+
+    def file(self, path: str) -> bytes | None:
+        rendered = self._render() / path
         return rendered.read_bytes() if rendered.is_file() else None
 
 
-def changed_by_service(path: str, answers_file: str) -> bytes | None:
-    """The service's version of PATH if it differs from what the template gave it."""
-    mine = committed(path)
-    if mine is None or mine == pristine(path, answers_file):
-        return None
-    return mine
+def mark_unmerged(path: str, ours: bytes, base: bytes, theirs: bytes) -> None:
+    """Record the conflict in git's index as a merge would: `git status` shows `both
+    modified` and a plain `git commit` refuses until the file is resolved and added."""
+    entries = []
+    for stage, content in ((1, base), (2, ours), (3, theirs)):
+        sha = (
+            subprocess.run(
+                ["git", "hash-object", "-w", "--stdin"],
+                input=content,
+                capture_output=True,
+                check=True,
+            )
+            .stdout.decode()
+            .strip()
+        )
+        entries.append(f"100644 {sha} {stage}\t{path}")
+    subprocess.run(
+        ["git", "update-index", "--index-info"],
+        input="\n".join(["0 " + "0" * 40 + f"\t{path}", *entries]).encode() + b"\n",
+        check=True,
+    )
 
 
-def renamed(old: str, new: str, answers_file: str) -> int:
-    base = pristine(old, answers_file)
+def renamed(old: str, new: str, template: OldVersion) -> None:
     mine = committed(old)
-    if mine is None or mine == base:
-        return 0
+    if mine is None:
+        return
+    base = template.file(old)
+    if mine == base:
+        return
     target = Path(new)
     if base is None or not target.is_file():
         # Nothing to merge with: the service's file simply moves.
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(mine)
         Path(old).unlink(missing_ok=True)
-        print(f"keep-user-edits: moved your {old} to {new}", file=sys.stderr)
-        return 0
+        say(f"moved your {old} to {new}")
+        return
+    target_before = target.read_bytes()
     with tempfile.TemporaryDirectory(prefix="keep-user-edits.") as tmp:
         ours, common = Path(tmp, "ours"), Path(tmp, "base")
         ours.write_bytes(mine)
         common.write_bytes(base)
         conflicts = git(
             "merge-file",
-            "-L",
-            f"your {old}",
-            "-L",
-            f"template's {old} before updating",
-            "-L",
-            f"template's {new} after updating",
-            str(ours),
-            str(common),
-            str(target),
+            "-L", f"your {old}",
+            "-L", f"template's {old} before updating",
+            "-L", f"template's {new} after updating",
+            str(ours), str(common), str(target),
             check=False,
-        ).returncode
+        ).returncode  # fmt: skip
         if conflicts < 0 or conflicts > 127:
             sys.exit(f"keep-user-edits: git merge-file failed on {new}")
         target.write_bytes(ours.read_bytes())
     Path(old).unlink(missing_ok=True)
     if conflicts:
-        print(
-            f"keep-user-edits: CONFLICT: your edits of {old} overlap the template's {new}; "
-            f"{conflicts} conflict(s) marked in {new}",
-            file=sys.stderr,
+        mark_unmerged(new, ours=mine, base=base, theirs=target_before)
+        say(
+            f"CONFLICT: your edits of {old} overlap the template's changes to {new}: "
+            f"{conflicts} conflict(s) marked in {new}"
         )
     else:
-        print(f"keep-user-edits: merged your edits of {old} into {new}", file=sys.stderr)
-    return 0
+        say(f"merged your edits of {old} into {new}")
 
 
-def removed(path: str, answers_file: str) -> int:
-    mine = changed_by_service(path, answers_file)
-    if mine is None:
-        return 0
+def removed(path: str, template: OldVersion) -> None:
+    mine = committed(path)
+    if mine is None or mine == template.file(path):
+        return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(mine)
-    print(
-        f"keep-user-edits: kept {path}: the template no longer ships it, but you changed it",
-        file=sys.stderr,
-    )
-    return 0
+    say(f"kept {path}: the template no longer ships it, but you changed it")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description="Keep a service's edits when a template release renames or removes files."
+    )
     parser.add_argument("--answers-file", default=".copier-answers.yml")
-    sub = parser.add_subparsers(dest="action", required=True)
-    ren = sub.add_parser("renamed", help="the template renamed OLD to NEW")
-    ren.add_argument("old")
-    ren.add_argument("new")
-    rem = sub.add_parser("removed", help="the template no longer ships PATH")
-    rem.add_argument("path")
+    parser.add_argument(
+        "--renamed", nargs=2, action="append", default=[], metavar=("OLD", "NEW"),
+        help="the release renamed OLD to NEW (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--removed", action="append", default=[], metavar="PATH",
+        help="the release no longer ships PATH (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    if args.action == "renamed":
-        return renamed(args.old, args.new, args.answers_file)
-    return removed(args.path, args.answers_file)
+    if not (args.renamed or args.removed):
+        parser.error("nothing to do: pass --renamed OLD NEW or --removed PATH")
+    with OldVersion(args.answers_file) as template:
+        for old, new in args.renamed:
+            renamed(old, new, template)
+        for path in args.removed:
+            removed(path, template)
+    return 0
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ USER_PORT = "8080"
 USER_TEST = "team_version_text_is_the_crate_version"
 USER_TITLE = "# Hello Service, run by team Pete"
 USER_REMOVED_EDIT = "# team: our mirror of the builder image lives here too"
+USER_RENAMED_FIRST_LINE = "//! The team's HTTP tests: they start the real server."
 
 CONFLICT_MARKER = re.compile(r"^<<<<<<< |^>>>>>>> ", re.MULTILINE)
 
@@ -124,15 +125,10 @@ B_MIGRATIONS = f"""_migrations:
     command:
       - "{{{{ _copier_python }}}}"
       - "{{{{ _copier_conf.src_path }}}}/scripts/keep-user-edits.py"
-      - renamed
+      - --renamed
       - {RENAMED_FROM}
       - {RENAMED_TO}
-  - version: {V_B}
-    when: "{{{{ _stage == 'after' }}}}"
-    command:
-      - "{{{{ _copier_python }}}}"
-      - "{{{{ _copier_conf.src_path }}}}/scripts/keep-user-edits.py"
-      - removed
+      - --removed
       - {REMOVED}
 """
 
@@ -313,6 +309,10 @@ def edit_conflicting(project: Path) -> None:
     readme.write_text("\n".join(lines))
     builder = project / REMOVED
     builder.write_text(builder.read_text() + USER_REMOVED_EDIT + "\n")
+    api = project / RENAMED_FROM
+    lines = api.read_text().split("\n")
+    lines[0] = USER_RENAMED_FIRST_LINE
+    api.write_text("\n".join(lines))
     commit_all(project, "Team edits on lines the template owns")
 
 
@@ -529,6 +529,11 @@ def test_overlapping_edits_keep_both_sides(conflicted: Updated) -> None:
     rejected = project / "README.md.rej"
     offered = readme + (rejected.read_text() if rejected.exists() else "")
     assert f"# Hello Service{TITLE_SUFFIX}" in offered, "the template's line is offered"
+    # The same for the renamed file, whose first line both sides changed.
+    api = read(project, RENAMED_TO)
+    assert USER_RENAMED_FIRST_LINE in api
+    rejected = project / f"{RENAMED_TO}.rej"
+    assert RENAME_NOTE in api + (rejected.read_text() if rejected.exists() else "")
 
 
 def test_copier_marks_conflicts_inline_and_in_git(copier_conflict: Updated) -> None:
@@ -536,7 +541,8 @@ def test_copier_marks_conflicts_inline_and_in_git(copier_conflict: Updated) -> N
     project = copier_conflict.path
     readme = read(project, "README.md")
     assert "<<<<<<< before updating" in readme and ">>>>>>> after updating" in readme, readme
-    assert "README.md" in unmerged(project)
+    assert unmerged(project) == {"README.md", RENAMED_TO}, "the migration's conflict too"
+    assert "<<<<<<< your tests/api.rs" in read(project, RENAMED_TO)
     status = git(project, "status", "--porcelain").stdout
     assert "UU README.md" in status, status
     assert git(project, "commit", "-q", "-m", "unresolved", check=False).returncode != 0
@@ -545,7 +551,7 @@ def test_copier_marks_conflicts_inline_and_in_git(copier_conflict: Updated) -> N
 def test_cruft_leaves_a_reject_file_and_says_so(cruft_conflict: Updated) -> None:
     """cruft: `git apply -3` cannot take the whole patch, so it falls back to `.rej` files."""
     project = cruft_conflict.path
-    assert stray_rejects(project) == ["README.md.rej"]
+    assert stray_rejects(project) == ["README.md.rej", f"{RENAMED_TO}.rej"]
     assert "*.rej files" in cruft_conflict.output and "conflicts" in cruft_conflict.output, (
         cruft_conflict.output
     )
@@ -557,7 +563,7 @@ def test_a_removed_file_the_team_changed_is_kept(conflicted: Updated) -> None:
     assert USER_REMOVED_EDIT in builder
 
 
-def test_copier_says_it_kept_the_changed_removed_file(
+def test_copier_says_what_its_migration_kept_and_where_it_conflicts(
     template_repo: Path,
     tmp_path_factory: pytest.TempPathFactory,
     capfd: pytest.CaptureFixture[str],
@@ -567,6 +573,7 @@ def test_copier_says_it_kept_the_changed_removed_file(
     capfd.readouterr()
     result = copier_update(project, capfd)
     assert f"kept {REMOVED}" in result.output, result.output
+    assert f"CONFLICT: your edits of {RENAMED_FROM}" in result.output, result.output
     assert "README.md" in unmerged(project)
 
 
@@ -583,7 +590,7 @@ def test_the_updated_service_builds_and_its_tests_pass(
     result = run([require_tool, "test", "--locked"], cwd=copier_service.path, env=cargo_env)
     print(f"cargo test --locked of the updated service: {time.monotonic() - started:.1f} s")
     output = result.stdout + result.stderr
-    assert "test tests::version_route_answers_with_the_crate_version ... ok" in output, output
+    assert "test team::tests::version_route_answers_with_the_crate_version ... ok" in output, output
     assert f"test {USER_TEST} ... ok" in output, "the team's test, moved to the renamed file"
     assert "tests/http_api.rs" in output, output
 
