@@ -769,3 +769,32 @@ def test_the_converter_refuses_without_a_record_or_a_version(
     result = run([sys.executable, str(CONVERTER), str(bare), "--replay", str(replay)], check=False)
     assert result.returncode == 1 and "--vcs-ref" in result.stderr
     assert not (bare / ".copier-answers.yml").exists()
+
+
+# ------------------------------------------------------------------ 7. the generated README
+
+
+def readme_update_commands(project: Path) -> list[list[str]]:
+    """The copier, cruft and converter command lines in the README's update section."""
+    text = read(project, "README.md")
+    assert "\n## Updating from the template\n" in text
+    section = text.split("\n## Updating from the template\n", 1)[1].split("\n## ", 1)[0]
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", section, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = line.split("#", 1)[0].split()
+            if words and words[0] in ("copier", "cruft"):
+                commands.append(words)
+    return commands
+
+
+def test_the_readme_update_commands_use_options_the_tools_have(copier_service: Updated) -> None:
+    commands = readme_update_commands(copier_service.path)
+    assert {tuple(c[:2]) for c in commands} >= {("copier", "update"), ("cruft", "update")}
+    for words in commands:
+        executable = shutil.which(words[0]) or pytest.fail(f"{words[0]} is not installed")
+        help_text = run([executable, words[1], "--help"]).stdout
+        for option in (w for w in words[2:] if w.startswith("-")):
+            assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", help_text), (
+                f"{' '.join(words)}: {option} is not an option of {words[0]} {words[1]}"
+            )
