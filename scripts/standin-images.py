@@ -201,7 +201,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
        /lib/x86_64-linux-gnu/ld-linux-x86-64.so* /out/lib/x86_64-linux-gnu/ \\
     && cp -a /lib64/ld-linux-x86-64.so.2 /out/lib64/ \\
     && cp /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/ \\
-    && printf 'root:x:0:0:root:/root:/sbin/nologin\\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\\n' > /out/etc/passwd \\
+    && printf '%s\\n' 'root:x:0:0:root:/root:/sbin/nologin' \\
+       'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin' \\
+       'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' > /out/etc/passwd \\
     && printf 'root:x:0:\\nnobody:x:65534:\\nnonroot:x:65532:\\n' > /out/etc/group \\
     && chmod 1777 /out/tmp && chown 65532:65532 /out/home/nonroot
 
