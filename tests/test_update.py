@@ -24,7 +24,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import TEMPLATE_DIR, cookiecutter_config, default_answers, render_copier, run
+from support import (
+    TEMPLATE_DIR,
+    cookiecutter_config,
+    default_answers,
+    render_copier,
+    require,
+    run,
+)
 
 pytestmark = pytest.mark.update
 
@@ -585,9 +592,9 @@ def test_the_updated_service_builds_and_its_tests_pass(
     copier_service: Updated, cargo_env: dict[str, str]
 ) -> None:
     """The one cargo build of this file: the copier service after its update to v1.1.0."""
-    require_tool = shutil.which("cargo") or pytest.skip("cargo is not installed")
+    cargo = require("cargo")
     started = time.monotonic()
-    result = run([require_tool, "test", "--locked"], cwd=copier_service.path, env=cargo_env)
+    result = run([cargo, "test", "--locked"], cwd=copier_service.path, env=cargo_env)
     print(f"cargo test --locked of the updated service: {time.monotonic() - started:.1f} s")
     output = result.stdout + result.stderr
     assert "test team::tests::version_route_answers_with_the_crate_version ... ok" in output, output
@@ -749,7 +756,7 @@ def test_answers_from_cruft_match_what_copier_writes_itself(
     convert(from_cruft, "--src-path", copier_url(template_repo))
     by_copier = generate_with_copier(template_repo, tmp_path / "copier")
     written = read(from_cruft, ".copier-answers.yml")
-    assert yaml.safe_load(written) == yaml.safe_load(read(by_copier, ".copier-answers.yml"))
+    assert written == read(by_copier, ".copier-answers.yml"), "byte for byte"
 
     commit_all(from_cruft, "Record the template answers for copier")
     copier_update(from_cruft)
