@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Container figures: image sizes, cold build vs one-line rebuild, dev-loop hot reload.
+
+    python benchmarks/containers.py            # everything (about 10 minutes on 2 cores)
+    python benchmarks/containers.py --sizes    # only the compressed image sizes
+
+Prints one line per figure; copy the output into docs/containers.md. Uses the same
+engine, base images and host networking as the container tests (tests/docker_harness.py).
+The cold build renders a project under a fresh slug, so its BuildKit cache mounts and
+layers start empty (base images excepted); each run leaves that cache behind
+(`docker builder prune` reclaims it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from docker_harness import (
+    ENGINE_SCRIPT,
+    RUNTIME_CELLS,
+    STANDIN_SCRIPT,
+    build_image,
+    compiled_crates,
+    compose_up,
+    docker_cli,
+    docker_env,
+    host_network_override,
+    http_get,
+    render,
+    wait_for_http,
+)
+from support import default_answers, free_port
+
+TARGETS_MB = {"debian-slim": 30, "distroless": 15, "scratch": 5}
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def prepare() -> None:
+    subprocess.run(["bash", str(ENGINE_SCRIPT), "start"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["python3", str(STANDIN_SCRIPT)], check=True, env=docker_env(),
+                   stdout=subprocess.DEVNULL)
+
+
+def compressed_size(tag: str) -> int:
+    save = subprocess.Popen([docker_cli(), "save", tag], stdout=subprocess.PIPE)
+    gzip = subprocess.Popen(["gzip", "-c"], stdin=save.stdout, stdout=subprocess.PIPE)
+    assert save.stdout is not None and gzip.stdout is not None
+    save.stdout.close()
+    size = sum(len(chunk) for chunk in iter(lambda: gzip.stdout.read(1 << 20), b""))
+    assert gzip.wait() == 0 and save.wait() == 0
+    return size
+
+
+def sizes(root: Path) -> None:
+    for release, variant in RUNTIME_CELLS:
+        project = render(root / f"size-{release}-{variant}", debian_release=release,
+                         runtime_image=variant)
+        tag = f"template-bench/{project.name}:{release}-{variant}"
+        build_image(project, tag)
+        mb = compressed_size(tag) / 1e6
+        target = TARGETS_MB[variant]
+        verdict = "ok" if mb <= target else "OVER"
+        say(f"size {release:8} {variant:11} {mb:6.1f} MB compressed "
+            f"(target <= {target} MB: {verdict})")
+
+
+def rebuild_ratio(root: Path) -> None:
+    slug = f"bench-{uuid.uuid4().hex[:8]}"
+    project = render(root / "cold", project_name=slug, slug=slug)
+    started = time.monotonic()
+    build_image(project, f"template-bench/{slug}:cold")
+    cold = time.monotonic() - started
+    routes = project / "src" / "routes.rs"
+    routes.write_text(routes.read_text().replace('"Hello {name}!"', '"Howdy {name}!"'))
+    started = time.monotonic()
+    rebuilt = build_image(project, f"template-bench/{slug}:rebuild")
+    warm = time.monotonic() - started
+    ratio = warm / cold
+    say(f"build cold {cold:6.1f} s, after a one-line change {warm:5.1f} s, "
+        f"ratio {ratio:.0%} (target <= 20%: {'ok' if ratio <= 0.2 else 'OVER'}); "
+        f"recompiled: {', '.join(compiled_crates(rebuilt.output))}")
+
+
+def hot_reload(root: Path) -> None:
+    project = render(root / "dev")
+    port = free_port()
+    override = host_network_override(root / "compose.host-network.yaml", ["app"])
+    name = f"template-bench-{uuid.uuid4().hex[:8]}"
+    dev = None
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def one() -> None:
+        try:
+            http_get(port, "/Pete", timeout=300)
+            kind = "answered"
+        except ConnectionRefusedError:
+            kind = "refused"
+        except OSError:
+            kind = "error"
+        with lock:
+            outcomes.append(kind)
+
+    def hammer() -> None:
+        threads = []
+        while not stop.is_set():
+            thread = threading.Thread(target=one, daemon=True)
+            thread.start()
+            threads.append(thread)
+            stop.wait(0.1)
+        for thread in threads:
+            thread.join(timeout=300)
+
+    try:
+        started = time.monotonic()
+        dev = compose_up(project, [project / "compose.yaml", override], name,
+                         {"PORT": str(port)}, "--build")
+        wait_for_http(port, "/Pete", timeout=1800, expect="Hello Pete!")
+        say(f"dev loop first answer after `up --build` {time.monotonic() - started:6.1f} s "
+            "(dev image + debug build of the dependencies)")
+        routes = project / "src" / "routes.rs"
+        sender = threading.Thread(target=hammer)
+        sender.start()
+        time.sleep(0.5)
+        saved = time.monotonic()
+        routes.write_text(routes.read_text().replace('"Hello {name}!"', '"Howdy {name}!"'))
+        wait_for_http(port, "/Pete", timeout=600, expect="Howdy Pete!")
+        latency = time.monotonic() - saved
+        time.sleep(0.5)
+        stop.set()
+        sender.join()
+        refused = outcomes.count("refused")
+        say(f"hot reload: save to new answer {latency:5.1f} s; requests every 100 ms: "
+            f"{len(outcomes)} sent, {outcomes.count('answered')} answered, {refused} refused, "
+            f"{outcomes.count('error')} other errors (target: 0 refused: "
+            f"{'ok' if refused == 0 else 'OVER'})")
+    finally:
+        stop.set()
+        if dev is not None:
+            dev.compose("down", "-v", "--remove-orphans", check=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", action="store_true", help="only the image sizes")
+    args = parser.parse_args()
+    prepare()
+    say(f"answers: rust {default_answers()['rust_version']}, "
+        f"engine {subprocess.run([docker_cli(), 'version', '--format', '{{.Server.Version}}'], capture_output=True, text=True).stdout.strip()}")  # noqa: E501
+    with tempfile.TemporaryDirectory(prefix="bench-containers-") as tmp:
+        root = Path(tmp)
+        sizes(root)
+        if not args.sizes:
+            rebuild_ratio(root)
+            hot_reload(root)
+
+
+if __name__ == "__main__":
+    main()
