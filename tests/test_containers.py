@@ -212,7 +212,8 @@ def test_runtime_image_answers_curl_as_a_non_root_user(cell, runtime_images, run
     container = run_container(image.tag)
     assert container.get("/Pete") == (200, "Hello Pete!")
     assert container.get("/health")[0] == 200
-    uids = docker("top", container.name, "-eo", "uid").stdout.split()[1:]
+    rows = docker("top", container.name, "-eo", "pid,uid").stdout.splitlines()[1:]
+    uids = [row.split()[1] for row in rows]
     assert uids and all(uid != "0" for uid in uids), uids
     user = docker("inspect", "--format", "{{.Config.User}}", image.tag).stdout.strip()
     assert user and not user.startswith(("0", "root")), user
@@ -241,15 +242,16 @@ def test_docker_stop_finishes_the_in_flight_request_and_exits_by_itself(
 ) -> None:
     image = runtime_images.get(*cell)
     container = run_container(image.tag)
-    # A request in flight: connected, headers not finished yet.
+    # A request in flight: its body is still being uploaded when SIGTERM arrives.
     conn = socket.create_connection(("127.0.0.1", container.port), timeout=30)
-    conn.sendall(b"GET /Pete HTTP/1.1\r\nHost: localhost\r\n")
+    conn.sendall(b"GET /Pete HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                 b"Content-Length: 10\r\n\r\n12345")
     time.sleep(0.3)
     # Two seconds of grace: a service that ignores SIGTERM is killed (exit 137).
     stopper = subprocess.Popen([*docker_cmd(), "stop", "-t", "2", container.name],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_until_stop_begins(container.name, container.port)
-    conn.sendall(b"Connection: close\r\n\r\n")
+    conn.sendall(b"67890")
     answer = b""
     while chunk := conn.recv(65536):
         answer += chunk
