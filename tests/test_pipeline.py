@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
-from collections.abc import Callable
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from support import default_answers, render_cookiecutter, require, run
+from support import default_answers, free_port, render_cookiecutter, require, run
 
 GITLAB_CI = ".gitlab-ci.yml"
 GITHUB_WORKFLOW = ".github/workflows/ci.yml"
@@ -178,18 +183,25 @@ def test_gitlab_ci_follows_the_pipeline_contract(rendered: Render, ci_repo: Path
 
 
 @pytest.mark.parametrize(
-    ("backend", "variables", "features"),
+    ("backend", "variables", "features", "documented"),
     [
-        ("local", {"SCCACHE_DIR"}, ""),
-        ("redis", {"SCCACHE_DIR", "SCCACHE_REDIS_KEY_PREFIX"}, "redis"),
-        ("s3", {"SCCACHE_DIR", "SCCACHE_S3_KEY_PREFIX"}, "s3"),
-        ("gcs", {"SCCACHE_DIR", "SCCACHE_GCS_KEY_PREFIX", "SCCACHE_GCS_RW_MODE"}, "gcs"),
+        ("local", {"SCCACHE_DIR"}, "", ["SCCACHE_DIR=.cache/sccache"]),
+        ("redis", {"SCCACHE_DIR", "SCCACHE_REDIS_KEY_PREFIX"}, "redis",
+         ["`SCCACHE_REDIS_ENDPOINT` = `redis://"]),
+        ("s3", {"SCCACHE_DIR", "SCCACHE_S3_KEY_PREFIX"}, "s3",
+         ["`SCCACHE_BUCKET`", "`SCCACHE_REGION`", "`AWS_SECRET_ACCESS_KEY`"]),
+        ("gcs", {"SCCACHE_DIR", "SCCACHE_GCS_KEY_PREFIX", "SCCACHE_GCS_RW_MODE"}, "gcs",
+         ["`SCCACHE_GCS_BUCKET`", "`SCCACHE_GCS_KEY_PATH`"]),
     ],
 )
-def test_sccache_backend_answer_selects_variables_and_features(
-    rendered: Render, backend: str, variables: set[str], features: str
+def test_sccache_backend_answer_selects_variables_features_and_docs(
+    rendered: Render, backend: str, variables: set[str], features: str, documented: list[str]
 ) -> None:
     project = rendered(sccache_backend=backend)
+    readme = (project / "README.md").read_text()
+    ci_section = readme[readme.index("## CI"):readme.index("## Updating")]
+    for text in documented:
+        assert text in ci_section, text
     ci_vars = load_ci(project / GITLAB_CI)[".caching_rust"]["variables"]
     assert {name for name in ci_vars if name.startswith("SCCACHE_") and
             name != "SCCACHE_CACHE_SIZE"} == variables
@@ -364,3 +376,350 @@ def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path) -> None:
     assert push["with"]["push"] is True
     assert push["with"]["tags"] == "${{ env.IMAGE }}:${{ github.ref_name }}"
     assert jobs["publish"]["permissions"]["packages"] == "write"
+
+
+# ================================================================== slow tier: real runs
+#
+# gitlab-ci-local runs the generated pipeline with its docker executor on this machine's
+# engine: host networking only, the builder image built from the generated
+# ci/builder.Dockerfile, and a helper image (sh, bash, rsync, git, docker CLI) built from
+# the Debian stand-in. Each image is built once per session (the engine's layer cache
+# makes a later session's rebuild instant).
+
+DOCKER = ("/usr/bin/docker" if Path("/usr/bin/docker").exists()
+          else shutil.which("docker") or "docker")
+TEST_REGISTRY = "template-test"
+HELPER_IMAGE = f"{TEST_REGISTRY}/gcl-helper:bookworm"
+HELPER_DOCKERFILE = """FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends rsync git ca-certificates \\
+    && rm -rf /var/lib/apt/lists/*
+COPY docker /usr/local/bin/docker
+"""
+# Test-only: the machine's proxy CA, so cargo inside the builder can fetch crates.
+CA_DOCKERFILE = """FROM {base}
+COPY certs/ /usr/local/share/ca-certificates/
+RUN update-ca-certificates >/dev/null
+"""
+
+
+def docker_build(context: Path, tag: str, *args: str, timeout: float = 1800) -> None:
+    env = dict(os.environ, DOCKER_BUILDKIT="1")
+    run([DOCKER, "build", "--network", "host", "-q", "-t", tag, *args, str(context)],
+        env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def pipeline_engine() -> str:
+    """A running engine with the stand-in base images the pipeline needs."""
+    require("gitlab-ci-local")
+    require("rsync")
+    require("git")
+    if not Path(DOCKER).exists() and not shutil.which(DOCKER):
+        require("docker")
+    from support import TEMPLATE_DIR
+
+    run(["bash", str(TEMPLATE_DIR / "scripts" / "docker-engine.sh"), "start"], timeout=120)
+    answers = default_answers()
+    run(["python3", str(TEMPLATE_DIR / "scripts" / "standin-images.py"),
+         "--rust-version", answers["rust_version"],
+         f"rust:{answers['rust_version']}-{answers['debian_release']}",
+         f"debian:{answers['debian_release']}-slim"], timeout=1800)
+    return DOCKER
+
+
+@pytest.fixture(scope="session")
+def builder_image(pipeline_engine: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The generated ci/builder.Dockerfile, built under the name $BUILDER_IMAGE expands to.
+
+    Built once with the redis backend compiled in (a superset of the default), so the
+    local-disk and the Redis tests share it. Its base is the official-image stand-in plus
+    the machine's CA certificates (test-only).
+    """
+    project = render_cookiecutter(tmp_path_factory.mktemp("builder"), **default_answers())
+    variables = load_ci(project / GITLAB_CI)["variables"]
+    base = f"rust:{variables['RUST_VERSION']}-{variables['DEBIAN_RELEASE']}"
+    ca_context = tmp_path_factory.mktemp("ca")
+    (ca_context / "certs").mkdir()
+    for crt in Path("/usr/local/share/ca-certificates").glob("*.crt"):
+        shutil.copy2(crt, ca_context / "certs" / crt.name)
+    (ca_context / "Dockerfile").write_text(CA_DOCKERFILE.format(base=base))
+    ca_image = f"{TEST_REGISTRY}/{base}-ca"
+    docker_build(ca_context, ca_image)
+    tag = (variables["BUILDER_IMAGE"]
+           .replace("$CI_REGISTRY_IMAGE", f"{TEST_REGISTRY}/{SLUG}")
+           .replace("$RUST_VERSION", variables["RUST_VERSION"])
+           .replace("$DEBIAN_RELEASE", variables["DEBIAN_RELEASE"])
+           .replace("$SCCACHE_VERSION", variables["SCCACHE_VERSION"]))
+    docker_build(project / "ci", tag, "--file", str(project / BUILDER_DOCKERFILE),
+                 "--build-arg", f"RUST_IMAGE={ca_image}", "--build-arg", "SCCACHE_FEATURES=redis",
+                 timeout=2400)
+    return tag
+
+
+@pytest.fixture(scope="session")
+def helper_image(pipeline_engine: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    context = tmp_path_factory.mktemp("helper")
+    shutil.copy2(Path(DOCKER).resolve(), context / "docker")
+    (context / "Dockerfile").write_text(HELPER_DOCKERFILE)
+    docker_build(context, HELPER_IMAGE)
+    return HELPER_IMAGE
+
+
+def make_repo(project: Path, root: Path) -> Path:
+    """A git repository of `project` under root/, with a bare origin and the main branch."""
+    repo = root / SLUG
+    shutil.copytree(project, repo)
+    origin = root / "origin.git"
+    env = dict(os.environ, **GIT_ENV)
+    run(["git", "init", "-q", "--bare", str(origin)], env=env)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "generated"],
+                 ["remote", "add", "origin", str(origin)],
+                 ["remote", "add", "gcl-origin", f"https://gitlab.localhost/group/{SLUG}.git"],
+                 ["push", "-q", "origin", "main"], ["remote", "set-head", "origin", "main"]):
+        run(["git", *args], cwd=repo, env=env)
+    return repo
+
+
+def git(repo: Path, *args: str) -> str:
+    return run(["git", *args], cwd=repo, env=dict(os.environ, **GIT_ENV)).stdout
+
+
+class Pipeline:
+    """gitlab-ci-local on one repository, as one runner with its own cache."""
+
+    def __init__(self, repo: Path, builder: str, helper: str) -> None:
+        self.repo = repo
+        self.builder = builder
+        self.helper = helper
+
+    def run(self, *args: str, check: bool = True, timeout: float = 1800
+            ) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, **GIT_ENV, GCL_IGNORE_PREDEFINED_VARS=(
+            "CI_COMMIT_REF_NAME,CI_COMMIT_TAG,CI_COMMIT_BRANCH,CI_REGISTRY_IMAGE"))
+        cmd = [require("gitlab-ci-local"), "--network", "host", "--helper-image", self.helper,
+               "--pull-policy", "if-not-present", "--container-executable", DOCKER,
+               "--no-color", "--variable", f"CI_REGISTRY_IMAGE={TEST_REGISTRY}/{SLUG}", *args]
+        return run(cmd, cwd=self.repo, env=env, check=check, timeout=timeout)
+
+    def result(self, output: str) -> dict[str, str]:
+        """{job: PASS|FAIL|WARN} from gitlab-ci-local's closing summary."""
+        summary = {}
+        for line in output.splitlines():
+            match = re.match(r"^ (PASS|FAIL|WARN) +(\S+)", line)
+            if match:
+                summary[match.group(2)] = match.group(1)
+        return summary
+
+
+def sccache_stats(output: str, job: str) -> dict[str, str]:
+    """The last `sccache --show-stats` table a job printed: {'Cache hits': '87', ...}."""
+    lines = [line.split(">", 1)[1].strip() for line in output.splitlines()
+             if line.startswith(f"{job} ") and " > " in line]
+    starts = [i for i, line in enumerate(lines) if line.startswith("Compile requests ")]
+    assert starts, f"{job} printed no sccache statistics:\n{output[-3000:]}"
+    stats = {}
+    for line in lines[starts[-1]:]:
+        match = re.match(r"^(\S.*?)\s{2,}(\S.*)$", line)
+        if match:
+            stats[match.group(1)] = match.group(2)
+    return stats
+
+
+def pipeline_for(project: Path, root: Path, builder: str, helper: str) -> Pipeline:
+    return Pipeline(make_repo(project, root), builder, helper)
+
+
+@pytest.fixture(scope="module")
+def default_pipeline(builder_image: str, helper_image: str,
+                     tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    project = render_cookiecutter(tmp_path_factory.mktemp("pipeline-render"), **default_answers())
+    return pipeline_for(project, tmp_path_factory.mktemp("pipeline"), builder_image, helper_image)
+
+
+@pytest.mark.pipeline
+def test_branch_pipeline_runs_check_and_test_and_the_warm_run_hits_the_cache(
+    default_pipeline: Pipeline, record_property: Callable[[str, object], None]
+) -> None:
+    """Cold, then warm from GitLab's cache (.gitlab-ci-local/cache): same jobs, both green.
+
+    Times are printed and recorded, not asserted; benchmarks/pipeline.py measures them
+    properly. The warm run must compile nothing sccache could have cached.
+    """
+    repo = default_pipeline.repo
+    git(repo, "checkout", "-q", "-B", "feature", "main")
+    times = {}
+    outputs = {}
+    for run_name in ("cold", "warm"):
+        started = time.monotonic()
+        result = default_pipeline.run()
+        times[run_name] = time.monotonic() - started
+        outputs[run_name] = result.stdout + result.stderr
+        assert default_pipeline.result(outputs[run_name]) == {"check": "PASS", "test": "PASS"}
+    for job in ("check", "test"):
+        stats = sccache_stats(outputs["warm"], job)
+        assert int(stats["Cache hits"]) > 0, stats
+        assert int(stats["Cache misses"]) == 0, stats
+    ratio = times["warm"] / times["cold"]
+    record_property("pipeline_cold_s", round(times["cold"], 1))
+    record_property("pipeline_warm_s", round(times["warm"], 1))
+    print(f"\nbranch pipeline: cold {times['cold']:.0f} s, warm {times['warm']:.0f} s, "
+          f"ratio {ratio:.2f}")
+
+
+@pytest.mark.pipeline
+def test_check_job_fails_on_a_formatting_error(default_pipeline: Pipeline) -> None:
+    repo = default_pipeline.repo
+    git(repo, "checkout", "-q", "-B", "badly-formatted", "main")
+    main_rs = repo / "src" / "main.rs"
+    main_rs.write_text(main_rs.read_text() + "\nfn   badly_formatted( ) {}\n")
+    git(repo, "commit", "-q", "-am", "bad format")
+    try:
+        result = default_pipeline.run("check", check=False)
+    finally:
+        git(repo, "checkout", "-q", "main")
+    output = result.stdout + result.stderr
+    assert default_pipeline.result(output) == {"check": "FAIL"}
+    assert "Diff in" in output and "badly_formatted" in output
+
+
+def publish_override(repo: Path) -> Path:
+    """The tag pipeline with publish on the host engine instead of docker-in-docker.
+
+    The job's real build step (.runtime_image) with --network host (this machine's
+    engine has no bridge network); no registry here, so no login and no push.
+    """
+    raw = load_ci(repo / GITLAB_CI)
+    build = [line.replace("docker build ", "docker build --network host ", 1)
+             for line in raw[".runtime_image"]["script"]]
+    assert any("--network host" in line for line in build)
+    override = {
+        "include": [{"local": GITLAB_CI}],
+        "publish": {
+            "image": HELPER_IMAGE,
+            "services": [],
+            "variables": {"DOCKER_HOST": "unix:///var/run/docker.sock", "DOCKER_TLS_CERTDIR": "",
+                          "DOCKER_TLS_VERIFY": "", "DOCKER_CERT_PATH": "",
+                          "DOCKER_BUILDKIT": "1"},
+            "before_script": ["echo 'test override: host engine, no registry login'"],
+            "script": build,
+        },
+    }
+    path = repo / ".gitlab-ci-local-publish.yml"
+    path.write_text(yaml.safe_dump(override, sort_keys=False))
+    return path
+
+
+def tag_args(tag: str) -> list[str]:
+    return ["--variable", f"CI_COMMIT_TAG={tag}", "--variable", f"CI_COMMIT_REF_NAME={tag}",
+            "--unset-variable", "CI_COMMIT_BRANCH"]
+
+
+def http_get(url: str, timeout: float = 30) -> tuple[int, str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, response.read().decode()
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+@pytest.mark.pipeline
+def test_tag_pipeline_builds_publishes_an_image_that_answers(default_pipeline: Pipeline) -> None:
+    repo = default_pipeline.repo
+    git(repo, "checkout", "-q", "main")
+    git(repo, "tag", "-f", "v1.0.0")
+    git(repo, "checkout", "-q", "v1.0.0")
+    image = f"{TEST_REGISTRY}/{SLUG}:v1.0.0"
+    run([DOCKER, "image", "rm", "-f", image], check=False)
+    override = publish_override(repo)
+    result = default_pipeline.run("--file", override.name, *tag_args("v1.0.0"),
+                                  "--volume", "/var/run/docker.sock:/var/run/docker.sock")
+    output = result.stdout + result.stderr
+    assert default_pipeline.result(output) == {"build": "PASS", "test": "PASS",
+                                               "publish": "PASS"}
+    binary = repo / ".gitlab-ci-local" / "artifacts" / "build" / "target" / "release" / SLUG
+    assert binary.read_bytes()[:4] == b"\x7fELF"
+    port = free_port()
+    container = f"{SLUG}-published-{port}"
+    run([DOCKER, "run", "-d", "--rm", "--network", "host", "--name", container,
+         "-e", f"PORT={port}", image])
+    try:
+        assert http_get(f"http://127.0.0.1:{port}/Pete") == (200, "Hello Pete!")
+    finally:
+        run([DOCKER, "rm", "-f", container], check=False)
+
+
+@pytest.mark.pipeline
+@pytest.mark.parametrize(("on_default_branch", "verdict"), [(True, "PASS"), (False, "FAIL")],
+                         ids=["tag-on-default-branch", "tag-off-default-branch"])
+def test_production_deploy_only_for_tags_on_the_default_branch(
+    default_pipeline: Pipeline, on_default_branch: bool, verdict: str
+) -> None:
+    repo = default_pipeline.repo
+    tag = "v1.0.1" if on_default_branch else "v1.0.1-topic"
+    git(repo, "checkout", "-q", "-B", "main" if on_default_branch else "topic", "main")
+    if on_default_branch:
+        git(repo, "commit", "-q", "--allow-empty", "-m", "release 1.0.1")
+        git(repo, "push", "-q", "origin", "main")
+    else:
+        git(repo, "commit", "-q", "--allow-empty", "-m", "unreleased work")
+    git(repo, "tag", "-f", tag)
+    git(repo, "checkout", "-q", tag)
+    origin = str(repo.parent / "origin.git")
+    result = default_pipeline.run("--manual", "deploy-production", "deploy-production",
+                                  *tag_args(tag), "--volume", f"{origin}:{origin}", check=False)
+    git(repo, "checkout", "-q", "main")
+    output = result.stdout + result.stderr
+    assert default_pipeline.result(output) == {"deploy-production": verdict}
+    if on_default_branch:
+        assert f"would deploy {TEST_REGISTRY}/{SLUG}:{tag} to the production environment" in output
+    else:
+        assert f"refusing to deploy {tag}" in output
+
+
+@pytest.fixture
+def redis_server() -> Iterator[str]:
+    server = require("redis-server")
+    port = free_port()
+    process = subprocess.Popen(
+        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, "no redis-server"
+                time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.pipeline
+def test_redis_backend_shares_the_cache_with_a_second_fresh_runner(
+    builder_image: str, helper_image: str, redis_server: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Two runners, each with an empty cargo home, target dir and GitLab cache."""
+    project = render_cookiecutter(tmp_path_factory.mktemp("redis-render"),
+                                  **default_answers(sccache_backend="redis"))
+    stats = {}
+    for runner in ("first", "second"):
+        pipeline = pipeline_for(project, tmp_path_factory.mktemp(f"runner-{runner}"),
+                                builder_image, helper_image)
+        result = pipeline.run("check", "--variable", f"SCCACHE_REDIS_ENDPOINT={redis_server}")
+        output = result.stdout + result.stderr
+        assert pipeline.result(output) == {"check": "PASS"}
+        stats[runner] = sccache_stats(output, "check")
+    for runner in stats:
+        assert "redis" in stats[runner]["Cache location"].lower(), stats[runner]
+    assert int(stats["first"]["Cache misses"]) > 0, stats["first"]
+    assert int(stats["second"]["Cache hits"]) > 0, stats["second"]
+    assert int(stats["second"]["Cache misses"]) == 0, stats["second"]
