@@ -169,9 +169,36 @@ def test_compose_config_accepts_the_file_and_keeps_caches_in_named_volumes(
         assert f"-- {watcher}" in command and "--locked" in command
 
 
+# The part of the Dev Container spec (containers.dev, devContainer.base.schema.json)
+# that a compose-based configuration uses; no schema file ships offline.
+DEVCONTAINER_COMPOSE_SCHEMA = {
+    "type": "object",
+    "required": ["dockerComposeFile", "service", "workspaceFolder"],
+    "properties": {
+        "name": {"type": "string"},
+        "dockerComposeFile": {"type": ["string", "array"], "items": {"type": "string"},
+                              "minItems": 1},
+        "service": {"type": "string", "minLength": 1},
+        "runServices": {"type": "array", "items": {"type": "string"}},
+        "workspaceFolder": {"type": "string", "pattern": "^/"},
+        "overrideCommand": {"type": "boolean"},
+        "shutdownAction": {"enum": ["none", "stopCompose"]},
+        "forwardPorts": {"type": "array",
+                         "items": {"type": ["integer", "string"], "minimum": 0,
+                                   "maximum": 65535}},
+        "postCreateCommand": {"type": ["string", "array", "object"]},
+        "customizations": {"type": "object"},
+    },
+    "additionalProperties": False,
+}
+
+
 def test_devcontainer_opens_the_compose_service(rendered_variants: list[Path]) -> None:
+    import jsonschema
+
     for project in rendered_variants:
         config = json.loads((project / ".devcontainer" / "devcontainer.json").read_text())
+        jsonschema.validate(config, DEVCONTAINER_COMPOSE_SCHEMA)
         # What VS Code needs to open a compose-based dev container.
         for key, kind in (("dockerComposeFile", (str, list)), ("service", str),
                           ("workspaceFolder", str)):
