@@ -48,6 +48,7 @@ RENAME_NOTE = "// Named tests/api.rs before template v1.1.0."
 CI_FILE = ".gitlab-ci.yml"
 CI_JOB, CI_TIMEOUT = "check", "20 minutes"
 TITLE_SUFFIX = " (an actix-web service)"
+CONFIG_NOTE = "// Every variable is listed in the README (template v1.1.0)."
 
 # The team's edits.
 USER_ROUTE = "/version"
@@ -190,6 +191,10 @@ def make_version_b(repo: Path) -> None:
             ci.read_text(), f"\n{CI_JOB}:\n", f"\n{CI_JOB}:\n  timeout: {CI_TIMEOUT}\n", CI_FILE
         )
     )
+
+    # A change far from the line the team changes in the same file.
+    config = template_file(repo, "src/config.rs")
+    config.write_text(config.read_text() + CONFIG_NOTE + "\n")
 
     # A changed line that a team may have changed too (the conflict scenario).
     readme = repo / SLUG_DIR / "README.md"
@@ -457,6 +462,7 @@ def assert_template_changes_arrived(project: Path) -> None:
     ), "the new file, rendered with the new question's default"
     assert load_yaml(read(project, CI_FILE))[CI_JOB]["timeout"] == CI_TIMEOUT
     assert read(project, "README.md").split("\n")[0].endswith(TITLE_SUFFIX)
+    assert read(project, "src/config.rs").endswith(CONFIG_NOTE + "\n")
     assert read(project, RENAMED_TO).startswith(RENAME_NOTE + "\n")
     assert not (project / RENAMED_FROM).exists(), "the old name of the renamed file is gone"
     assert not (project / REMOVED).exists(), "the removed file, unchanged by the team, is gone"
