@@ -77,7 +77,8 @@ def commit_all(cwd: Path, message: str) -> None:
 
 @pytest.fixture(scope="module", autouse=True)
 def hermetic_git_and_cookiecutter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Git identity and cookiecutter's config in temp files, for this process and its children."""
+    """Git identity, cookiecutter's config and copier's cache in temp files, for this process
+    and its children: nothing lands in $HOME."""
     home = tmp_path_factory.mktemp("update-home")
     gitconfig = home / "gitconfig"
     gitconfig.write_text(
@@ -89,10 +90,17 @@ def hermetic_git_and_cookiecutter(tmp_path_factory: pytest.TempPathFactory) -> I
         "GIT_CONFIG_GLOBAL": str(gitconfig),
         "GIT_CONFIG_NOSYSTEM": "1",
         "COOKIECUTTER_CONFIG": str(cookiecutter_config(home / "cookiecutter")),
+        # copier keeps mirrors of git+file:// templates in the user's cache otherwise.
+        "COPIER_CACHE_DIR": str(home / "copier-cache"),
     }
     previous = {key: os.environ.get(key) for key in overrides}
     os.environ.update(overrides)
-    yield home
+    # copier runs git and its tasks through plumbum, whose environment is a copy of
+    # os.environ taken at import time: set it there too.
+    from plumbum import local
+
+    with local.env(**overrides):
+        yield home
     for key, value in previous.items():
         if value is None:
             os.environ.pop(key, None)
