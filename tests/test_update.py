@@ -520,6 +520,16 @@ def test_updating_again_to_the_same_version_changes_nothing(updated: Updated) ->
     assert git(project, "status", "--porcelain").stdout == ""
 
 
+def test_cruft_rerenders_a_fresh_service_identically(
+    template_repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """cruft runs the hooks again on every render it diffs against: they must give the same
+    tree every time, or every update would carry spurious changes."""
+    project = generate_with_cruft(template_repo, tmp_path_factory.mktemp("cruft-d"))
+    result = cruft("diff", "--exit-code", "--checkout", V_A, cwd=project, check=False)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
 # ------------------------------------------------------------------ 2. conflicts are never silent
 
 
