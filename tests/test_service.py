@@ -1,0 +1,306 @@
+"""The generated Rust service.
+
+Fast tier: the committed Cargo.lock matches Cargo.toml and renders in cargo's own
+order for any slug (cargo resolves, nothing compiles).
+
+Slow tier: cargo fmt, clippy, test and the release build of the default project; the
+release binary answering on HOST:PORT and stopping on SIGTERM; the binary serving on a
+socket that systemfd passes in, and requests made while it restarts under systemfd
+answered instead of refused; one non-default answer set checked the same way.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from support import default_answers, free_port, render_cookiecutter, require, run
+
+# Started under systemfd: restarts the binary ("$0") each time it exits, once the
+# test creates the file `go`, and records the running binary's pid in `pid`.
+RESTART_LOOP = """
+while :; do
+  "$0" & echo $! > pid.tmp && mv pid.tmp pid
+  wait $!
+  until [ -e go ]; do sleep 0.05; done
+  rm -f go
+done
+"""
+LISTENFD_LOG = "socket taken from listenfd"
+NON_DEFAULT = {"project_name": "Svc 42 Demo", "slug": "svc-42-demo", "port": "8080"}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def get(port: int, path: str, timeout: float = 10) -> tuple[int, str]:
+    """GET http://127.0.0.1:port/path on a new connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+def service_env(**variables: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
+    env.update(RUST_LOG="info", **variables)
+    return env
+
+
+@contextmanager
+def started(cmd: list[str], log: Path, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Runs cmd in its own process group, logging to `log`; ends the group afterwards."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        yield proc
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=10)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def wait_until_answering(port: int, proc: subprocess.Popen[bytes], log: Path,
+                         timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"exited with {proc.returncode} before answering:\n{log.read_text()}")
+        try:
+            if get(port, "/health", timeout=2)[0] == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"no answer on 127.0.0.1:{port} within {timeout} s:\n{log.read_text()}")
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def lock_after_cargo_resolves(project: Path, *flags: str) -> str:
+    run([require("cargo"), "metadata", "--format-version", "1", *flags], cwd=project)
+    return (project / "Cargo.lock").read_text()
+
+
+# ---------------------------------------------------------------- fast tier
+
+
+def test_committed_lock_matches_cargo_toml(default_project: Path) -> None:
+    """`--locked` fails when Cargo.toml needs a lock change: run scripts/refresh-cargo-lock.py."""
+    lock_after_cargo_resolves(default_project, "--locked")
+
+
+@pytest.mark.parametrize("slug", ["aa", "hello-service", "zz-top-9"])
+def test_rendered_lock_is_exactly_what_cargo_writes(slug: str, tmp_path: Path) -> None:
+    """The service's own entry sorts where cargo puts it, so no cargo command rewrites the
+    lock of a fresh project (slugs sorting first, in the middle and last)."""
+    project = render_cookiecutter(tmp_path, **default_answers(slug=slug))
+    rendered = (project / "Cargo.lock").read_text()
+    assert f'[[package]]\nname = "{slug}"\nversion = "0.1.0"\n' in rendered
+    assert lock_after_cargo_resolves(project) == rendered
+
+
+# ---------------------------------------------------------------- slow tier
+
+
+@pytest.fixture(scope="module")
+def release_binary(default_project: Path, cargo_env: dict[str, str]) -> Path:
+    require("cargo")
+    run(["cargo", "build", "--release", "--locked"], cwd=default_project, env=cargo_env)
+    binary = Path(cargo_env["CARGO_TARGET_DIR"]) / "release" / default_answers()["slug"]
+    assert binary.is_file()
+    return binary
+
+
+@pytest.fixture(scope="module")
+def non_default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render_cookiecutter(tmp_path_factory.mktemp("non-default"),
+                               **default_answers(**NON_DEFAULT))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("project_name", ["default_project", "non_default_project"])
+def test_generated_code_is_rustfmt_clean(project_name: str, request: pytest.FixtureRequest,
+                                         cargo_env: dict[str, str]) -> None:
+    require("cargo")
+    project = request.getfixturevalue(project_name)
+    run(["cargo", "fmt", "--check"], cwd=project, env=cargo_env)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("project_name", ["default_project", "non_default_project"])
+def test_clippy_passes_with_warnings_denied(project_name: str, request: pytest.FixtureRequest,
+                                            cargo_env: dict[str, str]) -> None:
+    require("cargo")
+    project = request.getfixturevalue(project_name)
+    run(["cargo", "clippy", "--all-targets", "--locked", "--", "-D", "warnings"],
+        cwd=project, env=cargo_env)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("project_name", ["default_project", "non_default_project"])
+def test_unit_and_integration_tests_pass(project_name: str, request: pytest.FixtureRequest,
+                                         cargo_env: dict[str, str]) -> None:
+    require("cargo")
+    project = request.getfixturevalue(project_name)
+    result = run(["cargo", "test", "--locked"], cwd=project, env=cargo_env)
+    # The integration tests ran (a renamed or emptied tests/ would pass silently).
+    assert "Running tests/api.rs" in result.stderr
+    assert "test a_name_is_greeted ... ok" in result.stdout
+
+
+@pytest.mark.slow
+def test_binary_answers_on_host_and_port_and_stops_on_sigterm(release_binary: Path,
+                                                              tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "service.log"
+    env = service_env(HOST="127.0.0.1", PORT=str(port))
+    with started([str(release_binary)], log, env=env) as proc:
+        wait_until_answering(port, proc, log)
+        assert get(port, "/Pete") == (200, "Hello Pete!")
+        assert get(port, "/") == (200, "Hello World!")
+        assert get(port, "/health") == (200, '{"status":"ok"}')
+        assert get(port, "/Pete/and/friends")[0] == 404
+
+        proc.send_signal(signal.SIGTERM)
+        # Docker and Kubernetes kill after 10 s; the idle service must be gone well before.
+        assert proc.wait(timeout=10) == 0, log.read_text()
+    output = log.read_text()
+    assert f"listening on http://127.0.0.1:{port} (bound HOST:PORT)" in output
+    assert '"GET /Pete HTTP/1.1" 200' in output  # request logging reaches stdout
+    assert "SIGTERM received: finishing in-flight requests" in output
+
+
+@pytest.mark.slow
+def test_binary_serves_on_the_socket_systemfd_passes(release_binary: Path,
+                                                     tmp_path: Path) -> None:
+    systemfd = require("systemfd")
+    port, unused_port = free_port(), free_port()
+    log = tmp_path / "systemfd.log"
+    # PORT names another port: the service must use the inherited socket instead.
+    env = service_env(HOST="127.0.0.1", PORT=str(unused_port))
+    cmd = [systemfd, "--no-pid", "-s", f"http::127.0.0.1:{port}", "--", str(release_binary)]
+    with started(cmd, log, env=env) as proc:
+        wait_until_answering(port, proc, log)
+        assert get(port, "/Pete") == (200, "Hello Pete!")
+    assert f"listening on http://127.0.0.1:{port} ({LISTENFD_LOG})" in log.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("backlog", "waiting_clients"),
+    # systemfd's default listen backlog is 1: the kernel queues two connections and
+    # drops further SYNs, whose clients retry after 1 s, 3 s, ... (late, not refused).
+    # A larger --backlog queues a browser's parallel requests at once.
+    [(None, 1), (128, 5)],
+    ids=["default-backlog", "backlog-128"],
+)
+def test_requests_during_a_restart_under_systemfd_are_answered(
+    release_binary: Path, tmp_path: Path, backlog: int | None, waiting_clients: int
+) -> None:
+    """systemfd keeps the socket open while no process accepts: connections wait in its
+    backlog and the next process answers them, as in the dev container's hot reload."""
+    systemfd = require("systemfd")
+    port = free_port()
+    log = tmp_path / "systemfd.log"
+    pid_file, go_file = tmp_path / "pid", tmp_path / "go"
+    backlog_option = [] if backlog is None else ["--backlog", str(backlog)]
+    cmd = [systemfd, "--no-pid", *backlog_option, "-s", f"http::127.0.0.1:{port}", "--",
+           "sh", "-c", RESTART_LOOP, str(release_binary)]
+
+    def current_pid() -> int:
+        return int(pid_file.read_text())
+
+    def restart_and_wait_for_new_pid(old: int) -> int:
+        go_file.touch()
+        wait_for(lambda: pid_file.exists() and current_pid() != old, "the restarted binary")
+        return current_pid()
+
+    with started(cmd, log, cwd=tmp_path, env=service_env()) as proc:
+        wait_until_answering(port, proc, log)
+        old = current_pid()
+
+        # 1. Requests sent while no process runs at all are answered after the restart.
+        os.kill(old, signal.SIGTERM)
+        wait_for(lambda: not Path(f"/proc/{old}").exists(), "the binary to exit")
+        results: list[object] = []
+        sent = threading.Semaphore(0)
+
+        def client() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            try:
+                conn.request("GET", "/Pete")  # connects: the socket still listens
+                sent.release()
+                response = conn.getresponse()
+                results.append((response.status, response.read().decode()))
+            except OSError as err:
+                sent.release()
+                results.append(err)
+            finally:
+                conn.close()
+
+        clients = [threading.Thread(target=client) for _ in range(waiting_clients)]
+        for thread in clients:
+            thread.start()
+        for _ in clients:
+            assert sent.acquire(timeout=30)
+        assert current_pid() == old, "the binary restarted before the requests were sent"
+        new = restart_and_wait_for_new_pid(old)
+        for thread in clients:
+            thread.join(timeout=60)
+        assert results == [(200, "Hello Pete!")] * waiting_clients
+
+        # 2. A client that keeps sending requests across three restarts sees no error.
+        stop = threading.Event()
+        answers: list[object] = []
+
+        def steady_client() -> None:
+            while not stop.is_set() and len(answers) < 5000:
+                try:
+                    answers.append(get(port, "/Pete", timeout=30))
+                except OSError as err:
+                    answers.append(err)
+
+        steady = threading.Thread(target=steady_client)
+        steady.start()
+        try:
+            for _ in range(3):
+                wait_for(lambda: len(answers) >= 5, "requests before the restart")
+                answers_before = len(answers)
+                os.kill(new, signal.SIGTERM)
+                new = restart_and_wait_for_new_pid(new)
+                wait_for(lambda n=answers_before: len(answers) > n + 5, "requests after it")
+        finally:
+            stop.set()
+            steady.join(timeout=60)
+        failures = [answer for answer in answers if answer != (200, "Hello Pete!")]
+        assert not failures, f"{len(failures)} of {len(answers)} failed: {failures[:5]}"
+
+    output = log.read_text()
+    # Every start (the first, the gated restart, three more) took systemfd's socket.
+    assert output.count(f"({LISTENFD_LOG})") == 5, output
