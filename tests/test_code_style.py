@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from support import TEMPLATE_DIR, require, run
 
-PYTHON_DIRS = [d for d in ("hooks", "tests", "scripts", "benchmarks") if (TEMPLATE_DIR / d).exists()]
+PYTHON_DIRS = [
+    d for d in ("hooks", "tests", "scripts", "benchmarks") if (TEMPLATE_DIR / d).exists()
+]
 
 
 def test_python_passes_ruff_check() -> None:
