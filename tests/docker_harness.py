@@ -138,19 +138,29 @@ def build_image(project: Path, tag: str, *extra: str, dockerfile: str = "Dockerf
 
 @dataclass
 class RuntimeImages:
-    """Runtime images built once per session for each (release, variant) cell."""
+    """Runtime images built once per session for each (release, variant) cell.
+
+    A failed build is remembered: the other tests of that cell fail with the same
+    error instead of building again.
+    """
 
     root: Path
-    built: dict[tuple[str, str], Build] = field(default_factory=dict)
+    built: dict[tuple[str, str], Build | AssertionError] = field(default_factory=dict)
 
     def get(self, release: str, variant: str) -> Build:
         key = (release, variant)
         if key not in self.built:
-            project = render(self.root / f"{release}-{variant}", debian_release=release,
-                             runtime_image=variant)
-            tag = f"template-test/{project.name}:{release}-{variant}"
-            self.built[key] = build_image(project, tag)
-        return self.built[key]
+            try:
+                project = render(self.root / f"{release}-{variant}", debian_release=release,
+                                 runtime_image=variant)
+                tag = f"template-test/{project.name}:{release}-{variant}"
+                self.built[key] = build_image(project, tag)
+            except AssertionError as err:
+                self.built[key] = err
+        result = self.built[key]
+        if isinstance(result, AssertionError):
+            raise AssertionError(f"building the {release} {variant} image failed:\n{result}")
+        return result
 
 
 @pytest.fixture(scope="session")
