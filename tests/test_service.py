@@ -59,12 +59,14 @@ def service_env(**variables: str) -> dict[str, str]:
 
 
 @contextmanager
-def started(cmd: list[str], log: Path, cwd: Path | None = None,
-            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def started(
+    cmd: list[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Runs cmd in its own process group, logging to `log`; ends the group afterwards."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         yield proc
     finally:
@@ -80,8 +82,9 @@ def started(cmd: list[str], log: Path, cwd: Path | None = None,
                 continue
 
 
-def wait_until_answering(port: int, proc: subprocess.Popen[bytes], log: Path,
-                         timeout: float = 30) -> None:
+def wait_until_answering(
+    port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -139,14 +142,16 @@ def release_binary(default_project: Path, cargo_env: dict[str, str]) -> Path:
 
 @pytest.fixture(scope="module")
 def non_default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return render_cookiecutter(tmp_path_factory.mktemp("non-default"),
-                               **default_answers(**NON_DEFAULT))
+    return render_cookiecutter(
+        tmp_path_factory.mktemp("non-default"), **default_answers(**NON_DEFAULT)
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("project_name", ["default_project", "non_default_project"])
-def test_generated_code_is_rustfmt_clean(project_name: str, request: pytest.FixtureRequest,
-                                         cargo_env: dict[str, str]) -> None:
+def test_generated_code_is_rustfmt_clean(
+    project_name: str, request: pytest.FixtureRequest, cargo_env: dict[str, str]
+) -> None:
     require("cargo")
     project = request.getfixturevalue(project_name)
     run(["cargo", "fmt", "--check"], cwd=project, env=cargo_env)
@@ -154,18 +159,23 @@ def test_generated_code_is_rustfmt_clean(project_name: str, request: pytest.Fixt
 
 @pytest.mark.slow
 @pytest.mark.parametrize("project_name", ["default_project", "non_default_project"])
-def test_clippy_passes_with_warnings_denied(project_name: str, request: pytest.FixtureRequest,
-                                            cargo_env: dict[str, str]) -> None:
+def test_clippy_passes_with_warnings_denied(
+    project_name: str, request: pytest.FixtureRequest, cargo_env: dict[str, str]
+) -> None:
     require("cargo")
     project = request.getfixturevalue(project_name)
-    run(["cargo", "clippy", "--all-targets", "--locked", "--", "-D", "warnings"],
-        cwd=project, env=cargo_env)
+    run(
+        ["cargo", "clippy", "--all-targets", "--locked", "--", "-D", "warnings"],
+        cwd=project,
+        env=cargo_env,
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("project_name", ["default_project", "non_default_project"])
-def test_unit_and_integration_tests_pass(project_name: str, request: pytest.FixtureRequest,
-                                         cargo_env: dict[str, str]) -> None:
+def test_unit_and_integration_tests_pass(
+    project_name: str, request: pytest.FixtureRequest, cargo_env: dict[str, str]
+) -> None:
     require("cargo")
     project = request.getfixturevalue(project_name)
     result = run(["cargo", "test", "--locked"], cwd=project, env=cargo_env)
@@ -175,8 +185,9 @@ def test_unit_and_integration_tests_pass(project_name: str, request: pytest.Fixt
 
 
 @pytest.mark.slow
-def test_binary_answers_on_host_and_port_and_stops_on_sigterm(release_binary: Path,
-                                                              tmp_path: Path) -> None:
+def test_binary_answers_on_host_and_port_and_stops_on_sigterm(
+    release_binary: Path, tmp_path: Path
+) -> None:
     port = free_port()
     log = tmp_path / "service.log"
     env = service_env(HOST="127.0.0.1", PORT=str(port))
@@ -197,8 +208,7 @@ def test_binary_answers_on_host_and_port_and_stops_on_sigterm(release_binary: Pa
 
 
 @pytest.mark.slow
-def test_binary_serves_on_the_socket_systemfd_passes(release_binary: Path,
-                                                     tmp_path: Path) -> None:
+def test_binary_serves_on_the_socket_systemfd_passes(release_binary: Path, tmp_path: Path) -> None:
     systemfd = require("systemfd")
     port, unused_port = free_port(), free_port()
     log = tmp_path / "systemfd.log"
@@ -230,8 +240,18 @@ def test_requests_during_a_restart_under_systemfd_are_answered(
     log = tmp_path / "systemfd.log"
     pid_file, go_file = tmp_path / "pid", tmp_path / "go"
     backlog_option = [] if backlog is None else ["--backlog", str(backlog)]
-    cmd = [systemfd, "--no-pid", *backlog_option, "-s", f"http::127.0.0.1:{port}", "--",
-           "sh", "-c", RESTART_LOOP, str(release_binary)]
+    cmd = [
+        systemfd,
+        "--no-pid",
+        *backlog_option,
+        "-s",
+        f"http::127.0.0.1:{port}",
+        "--",
+        "sh",
+        "-c",
+        RESTART_LOOP,
+        str(release_binary),
+    ]
 
     def current_pid() -> int:
         return int(pid_file.read_text())
