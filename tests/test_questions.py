@@ -75,7 +75,15 @@ def test_copier_and_the_hook_reserve_the_same_crate_names() -> None:
     listed = re.search(r"in \[([^\]]*)\]", validator)
     assert listed, "slug validator lists no reserved names"
     in_copier = set(re.findall(r"'([a-z0-9_]+)'", listed.group(1)))
-    assert in_copier == RULES.RESERVED_CRATE_NAMES
+    assert in_copier == RULES.RESERVED_CRATE_NAMES | RULES.DEPENDENCY_CRATE_NAMES
+
+
+def test_no_slug_may_take_the_name_of_a_crate_in_the_lock() -> None:
+    lock = (TEMPLATE_DIR / "{{cookiecutter.slug}}" / "Cargo.lock").read_text()
+    in_lock = {name.replace("-", "_") for name in re.findall(r'^name = "([^"{]+)"$', lock, re.M)}
+    assert in_lock == RULES.DEPENDENCY_CRATE_NAMES, (
+        "hooks/pre_gen_project.py and copier.yml must list exactly the crates in Cargo.lock"
+    )
 
 
 def test_copier_and_the_hook_use_the_same_patterns() -> None:
@@ -145,7 +153,8 @@ REJECTIONS = [
     ("slug", "Bad_Slug", "lowercase letters, digits and single hyphens"),
     ("slug", "a--b", "single hyphens"),
     ("slug", "x" * 41, "2-40"),
-    ("slug", "self", "Rust keyword or a name cargo reserves"),
+    ("slug", "self", "Rust keyword, a name cargo reserves"),
+    ("slug", "actix-web", "a crate the service depends on"),
     ("port", "80", "from 1024 to 65535"),
     ("port", "http", "whole number"),
     ("rust_version", "1.70", "at least 1.89"),
