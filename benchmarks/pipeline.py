@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Benchmarks for the generated pipeline's caching (issue 4, points 3 and 4). Not run by CI.
+
+    python benchmarks/pipeline.py caching                    cold, then warm branch pipeline
+    python benchmarks/pipeline.py caching --no-target-cache  the same with sccache alone
+    python benchmarks/pipeline.py redis                   two fresh runners sharing Redis
+
+Each run generates the default project, builds the images the pipeline tier uses (the
+engine's layer cache makes that instant after the first time) and runs the pipeline
+with gitlab-ci-local's docker executor (host networking only). "Cold" starts from an
+empty GitLab cache, cargo home and target dir; "warm" is the same pipeline again, with
+what the first run left in GitLab's cache. Prints times, their ratio, and the warm
+run's `sccache --show-stats`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import yaml  # noqa: E402
+from support import default_answers, free_port, render_cookiecutter  # noqa: E402
+from test_pipeline import (  # noqa: E402
+    GITLAB_CI,
+    Pipeline,
+    build_builder_image,
+    build_helper_image,
+    ensure_engine_and_base_images,
+    git,
+    load_ci,
+    make_repo,
+    sccache_stats,
+)
+
+STATS_SHOWN = ("Compile requests", "Cache hits", "Cache misses", "Non-cacheable calls",
+               "Cache location")
+
+
+def no_target_cache_override(repo: Path) -> str:
+    """An include file that keeps only the cargo home and sccache cache (no target/)."""
+    caching = load_ci(repo / GITLAB_CI)[".caching_rust"]
+    kept = [cache for cache in caching["cache"] if "target/" not in cache["paths"]]
+    override = {"include": [{"local": GITLAB_CI}], ".caching_rust": {"cache": kept}}
+    path = repo / ".gitlab-ci-local-no-target-cache.yml"
+    path.write_text(yaml.safe_dump(override, sort_keys=False))
+    return path.name
+
+
+def timed(pipeline: Pipeline, *args: str) -> tuple[float, str]:
+    started = time.monotonic()
+    result = pipeline.run(*args)
+    elapsed = time.monotonic() - started
+    output = result.stdout + result.stderr
+    summary = pipeline.result(output)
+    if set(summary.values()) != {"PASS"}:
+        sys.exit(f"pipeline failed: {summary}\n{output[-4000:]}")
+    return elapsed, output
+
+
+def print_stats(label: str, output: str, jobs: list[str]) -> None:
+    for job in jobs:
+        stats = sccache_stats(output, job)
+        shown = ", ".join(f"{key}: {stats[key]}" for key in STATS_SHOWN if key in stats)
+        print(f"  {label} {job}: {shown}")
+
+
+def caching(work: Path, builder: str, helper: str, target_cache: bool) -> None:
+    project = render_cookiecutter(work / "render", **default_answers())
+    pipeline = Pipeline(make_repo(project, work / "runner"), builder, helper)
+    git(pipeline.repo, "checkout", "-q", "-b", "feature")
+    args = [] if target_cache else ["--file", no_target_cache_override(pipeline.repo)]
+    cold, _ = timed(pipeline, *args)
+    warm, output = timed(pipeline, *args)
+    variant = "sccache + target/ cached" if target_cache else "sccache alone (target/ not cached)"
+    print(f"branch pipeline (check + test), {variant}:")
+    print(f"  cold {cold:.0f} s, warm {warm:.0f} s, ratio {warm / cold:.2f}")
+    print_stats("warm", output, ["check", "test"])
+    state = pipeline.repo / ".gitlab-ci-local" / "cache"
+    size = subprocess.run(["du", "-sh", str(state)], capture_output=True, text=True).stdout
+    print(f"  GitLab cache on disk: {size.split()[0] if size else '?'}")
+
+
+def redis(work: Path, builder: str, helper: str) -> None:
+    server = shutil.which("redis-server")
+    if not server:
+        sys.exit("redis-server is not installed (scripts/prereqs/40-pipeline.sh)")
+    port = free_port()
+    process = subprocess.Popen([server, "--bind", "127.0.0.1", "--port", str(port),
+                                "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        project = render_cookiecutter(work / "render", **default_answers(sccache_backend="redis"))
+        endpoint = ["--variable", f"SCCACHE_REDIS_ENDPOINT=redis://127.0.0.1:{port}"]
+        print("check job on two fresh runners sharing one Redis:")
+        for runner in ("first", "second"):
+            pipeline = Pipeline(make_repo(project, work / runner), builder, helper)
+            elapsed, output = timed(pipeline, "check", *endpoint)
+            print(f"  {runner} runner: {elapsed:.0f} s")
+            print_stats(runner, output, ["check"])
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["caching", "redis"])
+    parser.add_argument("--no-target-cache", action="store_true",
+                        help="cache cargo's home and sccache's dir only, as a comparison")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
+        work = Path(tmp)
+        ensure_engine_and_base_images()
+        started = time.monotonic()
+        builder = build_builder_image(work / "builder")
+        helper = build_helper_image(work / "helper")
+        print(f"images ready in {time.monotonic() - started:.0f} s")
+        if args.what == "caching":
+            caching(work, builder, helper, not args.no_target_cache)
+        else:
+            redis(work, builder, helper)
+
+
+if __name__ == "__main__":
+    main()
