@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,30 @@ def render_copier(
         vcs_ref=vcs_ref,
     )
     return destination
+
+
+def cookiecutter_cli(
+    output_dir: Path, answers: dict[str, str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`cookiecutter --no-input` as a user runs it, with its config kept out of $HOME."""
+    config = cookiecutter_config(output_dir.parent / f".{output_dir.name}-cc-home")
+    return subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE_DIR),
+         *(f"{key}={value}" for key, value in answers.items()),
+         "--output-dir", str(output_dir),
+         "--config-file", str(config)],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+
+
+def copier_cli(destination: Path, answers: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`copier copy --trust --defaults` as a user runs it, answers given with --data."""
+    return subprocess.run(
+        [sys.executable, "-m", "copier", "copy", "--trust", "--defaults",
+         *(arg for key, value in answers.items() for arg in ("--data", f"{key}={value}")),
+         str(TEMPLATE_DIR), str(destination)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
 
 
 def require(tool: str) -> str:

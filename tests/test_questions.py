@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import yaml
-from support import TEMPLATE_DIR, cookiecutter_config, questions
+from support import TEMPLATE_DIR, cookiecutter_cli, copier_cli, questions
 
 COPIER = yaml.safe_load((TEMPLATE_DIR / "copier.yml").read_text())
 COPIER_QUESTIONS = {
@@ -192,23 +190,7 @@ def test_cookiecutter_rejects_bad_input_with_one_line_and_writes_nothing(
 ) -> None:
     output = tmp_path / "out"
     output.mkdir()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cookiecutter",
-            "--no-input",
-            str(TEMPLATE_DIR),
-            f"{field}={value}",
-            "--output-dir",
-            str(output),
-            "--config-file",
-            str(cookiecutter_config(tmp_path / "home")),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = cookiecutter_cli(output, {field: value})
     assert result.returncode != 0
     assert f"ERROR: {expected_error(field, value)}" in result.stderr.splitlines()
     assert files_under(output) == []
@@ -219,24 +201,7 @@ def test_copier_rejects_bad_input_with_the_same_line_and_writes_nothing(
     tmp_path: Path, field: str, value: str, rule: str
 ) -> None:
     destination = tmp_path / "service"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "copier",
-            "copy",
-            "--trust",
-            "--defaults",
-            "--quiet",
-            "--data",
-            f"{field}={value}",
-            str(TEMPLATE_DIR),
-            str(destination),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = copier_cli(destination, {field: value})
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.endswith(expected_error(field, value)), last_line
@@ -250,24 +215,7 @@ def test_copier_rejects_bad_input_into_an_existing_directory_and_adds_nothing(
     destination = tmp_path / "service"
     destination.mkdir()
     (destination / "notes.txt").write_text("mine\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "copier",
-            "copy",
-            "--trust",
-            "--defaults",
-            "--quiet",
-            "--data",
-            "slug=Bad_Slug",
-            str(TEMPLATE_DIR),
-            str(destination),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = copier_cli(destination, {"slug": "Bad_Slug"})
     assert result.returncode != 0
     assert expected_error("slug", "Bad_Slug") in result.stderr
     assert files_under(destination) == [destination / "notes.txt"]
@@ -276,24 +224,7 @@ def test_copier_rejects_bad_input_into_an_existing_directory_and_adds_nothing(
 
 def test_cookiecutter_reports_every_bad_answer_at_once(tmp_path: Path) -> None:
     output = tmp_path / "out"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cookiecutter",
-            "--no-input",
-            str(TEMPLATE_DIR),
-            "slug=Bad_Slug",
-            "port=80",
-            "--output-dir",
-            str(output),
-            "--config-file",
-            str(cookiecutter_config(tmp_path / "home")),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = cookiecutter_cli(output, {"slug": "Bad_Slug", "port": "80"})
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
     assert f"ERROR: {expected_error('slug', 'Bad_Slug')}" in errors

@@ -10,30 +10,9 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from support import TEMPLATE_DIR, cookiecutter_config, default_answers, require
+from support import TEMPLATE_DIR, cookiecutter_cli, copier_cli, default_answers, require
 
 STEP_DONE = re.compile(r"^\[verify\] (.+): ok \((\d+\.\d) s\)$", re.MULTILINE)
-
-
-def cookiecutter_cli(output: Path, answers: dict[str, str], env: dict[str, str] | None = None):
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cookiecutter",
-            "--no-input",
-            str(TEMPLATE_DIR),
-            *(f"{k}={v}" for k, v in answers.items()),
-            "--output-dir",
-            str(output),
-            "--config-file",
-            str(cookiecutter_config(output.parent / "cc-home")),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
 
 
 def render_hook(answers: dict[str, str]) -> str:
@@ -94,22 +73,7 @@ def test_copier_runs_the_same_check_for_non_default_answers(tmp_path: Path) -> N
         ci_provider="both",
         verify="cargo",
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "copier",
-            "copy",
-            "--trust",
-            "--defaults",
-            *(arg for k, v in answers.items() for arg in ("--data", f"{k}={v}")),
-            str(TEMPLATE_DIR),
-            str(tmp_path / "order-desk"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = copier_cli(tmp_path / "order-desk", answers)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[verify] GET /Pete -> 200 'Hello Pete!'" in result.stdout
     assert "[verify] SUCCESS: order-desk answered 'Hello Pete!'" in result.stdout
