@@ -16,7 +16,9 @@ LOGFILE="$STATE_DIR/dockerd.log"
 DOCKERD_FLAGS=(--bridge=none --iptables=false --ip-forward=false --ip-masq=false)
 TIMEOUT=${DOCKER_ENGINE_TIMEOUT:-60}
 # Debian's client speaks BuildKit without plugins; prefer it when present.
-DOCKER=${DOCKER:-$( [ -x /usr/bin/docker ] && echo /usr/bin/docker || command -v docker )}
+if [ -z "${DOCKER:-}" ]; then
+  if [ -x /usr/bin/docker ]; then DOCKER=/usr/bin/docker; else DOCKER=$(command -v docker); fi
+fi
 
 answers() { "$DOCKER" info --format '{{.ServerVersion}}' >/dev/null 2>&1; }
 
