@@ -12,6 +12,9 @@ import jinja2
 import pytest
 from support import TEMPLATE_DIR, cookiecutter_cli, copier_cli, default_answers, require
 
+# Session fixtures for the docker test: docker_engine, base_images.
+pytest_plugins = ["docker_harness"]
+
 STEP_DONE = re.compile(r"^\[verify\] (.+): ok \((\d+\.\d) s\)$", re.MULTILINE)
 
 
@@ -103,3 +106,18 @@ def test_a_failing_build_names_the_step_shows_the_log_and_exits_non_zero(tmp_pat
     assert log, result.stdout
     assert Path(log.group(1)).is_file()
     assert not Path(log.group(1)).is_relative_to(project)
+
+
+@pytest.mark.docker
+def test_docker_mode_builds_the_runtime_image_and_curls_the_container(
+    tmp_path: Path, base_images: None
+) -> None:
+    # The engine here has no bridge network, so the check runs the container on the host's.
+    env = dict(os.environ, TEMPLATE_VERIFY_DOCKER_NETWORK="host", DOCKER_BUILDKIT="1")
+    result = cookiecutter_cli(tmp_path / "out", default_answers(verify="docker"), env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    steps = [name for name, _ in STEP_DONE.findall(result.stdout)]
+    assert steps[0] == "docker build -t hello-service:verify ."
+    assert steps[-1] == "docker stop"
+    assert "[verify] GET /Pete -> 200 'Hello Pete!'" in result.stdout
+    assert "[verify] SUCCESS: hello-service answered 'Hello Pete!'" in result.stdout
