@@ -106,11 +106,23 @@ def docker_engine() -> Iterator[str]:
     subprocess.run(["bash", str(ENGINE_SCRIPT), "stop"], capture_output=True, check=False)
 
 
+def images_the_tier_uses(rust_version: str) -> list[str]:
+    """Base images of the cells built here (the dev image only for the default release)."""
+    images = [f"rust:{rust_version}-{RELEASES[0]}"]
+    for release in RELEASES:
+        number = {"bookworm": "12", "trixie": "13"}[release]
+        images += [f"debian:{release}-slim", f"rust:{rust_version}-slim-{release}",
+                   f"gcr.io/distroless/cc-debian{number}:nonroot"]
+    return images
+
+
 @pytest.fixture(scope="session")
 def base_images(docker_engine: str) -> None:
-    """Every base image the generated Dockerfiles name, present once per machine."""
+    """The base images the built cells name, present once per machine."""
+    rust_version = default_answers()["rust_version"]
     result = subprocess.run(
-        ["python3", str(STANDIN_SCRIPT), "--rust-version", default_answers()["rust_version"]],
+        ["python3", str(STANDIN_SCRIPT), "--rust-version", rust_version,
+         *images_the_tier_uses(rust_version)],
         capture_output=True, text=True, check=False, env=docker_env(),
     )
     assert result.returncode == 0, f"base images:\n{result.stdout}\n{result.stderr}"
