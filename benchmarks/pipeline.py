@@ -37,6 +37,7 @@ from test_pipeline import (  # noqa: E402
     git,
     load_ci,
     make_repo,
+    output_of,
     sccache_stats,
 )
 
@@ -58,7 +59,7 @@ def timed(pipeline: Pipeline, *args: str) -> tuple[float, str]:
     started = time.monotonic()
     result = pipeline.run(*args)
     elapsed = time.monotonic() - started
-    output = result.stdout + result.stderr
+    output = output_of(result)
     summary = pipeline.result(output)
     if set(summary.values()) != {"PASS"}:
         sys.exit(f"pipeline failed: {summary}\n{output[-4000:]}")
