@@ -23,7 +23,8 @@ class CiYamlLoader(yaml.SafeLoader):
 
 
 CiYamlLoader.add_constructor(
-    "!reference", lambda loader, node: loader.construct_sequence(node)  # type: ignore[arg-type]
+    "!reference",
+    lambda loader, node: loader.construct_sequence(node),  # type: ignore[arg-type]
 )
 
 # One bake per value of every choice question, plus free-text answers away from the defaults.
