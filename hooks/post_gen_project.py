@@ -171,7 +171,9 @@ def verify_with_docker(verification: Verification) -> None:
     image = f"{SLUG}:verify"
     network = ["--network", DOCKER_NETWORK] if DOCKER_NETWORK else []
     with verification.step(f"docker build -t {image} ."):
-        verification.run(["docker", "build", *network, "-t", image, "."])
+        # Cache mounts need BuildKit, which Docker before 23.0 enables only on request.
+        env = dict(os.environ, DOCKER_BUILDKIT="1")
+        verification.run(["docker", "build", *network, "-t", image, "."], env=env)
     port = free_loopback_port()
     base_url = f"http://127.0.0.1:{port}"
     container = f"{SLUG}-verify-{port}"
