@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import socket
 import subprocess
@@ -452,12 +453,23 @@ class Hammer:
             thread.join(timeout=300)
 
 
+# Building the dev image is the tier's most expensive step (cargo install of the
+# watcher); the cargo-watch image is built only when asked for.
+WATCHERS = [
+    "watchexec",
+    pytest.param("cargo-watch", marks=pytest.mark.skipif(
+        os.environ.get("TEMPLATE_TEST_ALL_WATCHERS") != "1",
+        reason="set TEMPLATE_TEST_ALL_WATCHERS=1 to build the cargo-watch dev image too")),
+]
+
+
 @pytest.mark.docker
+@pytest.mark.parametrize("watcher", WATCHERS)
 def test_dev_loop_serves_the_edit_without_refusing_a_request(
-    base_images, tmp_path: Path,
+    watcher: str, base_images, tmp_path: Path,
 ) -> None:
     require_compose()
-    project = render(tmp_path / "dev")
+    project = render(tmp_path / "dev", dev_watcher=watcher)
     port = free_port()
     override = host_network_override(tmp_path / "compose.host-network.yaml", ["app"])
     files = [project / "compose.yaml", override]
