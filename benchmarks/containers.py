@@ -49,8 +49,9 @@ def say(line: str) -> None:
 
 def prepare() -> None:
     subprocess.run(["bash", str(ENGINE_SCRIPT), "start"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["python3", str(STANDIN_SCRIPT)], check=True, env=docker_env(),
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["python3", str(STANDIN_SCRIPT)], check=True, env=docker_env(), stdout=subprocess.DEVNULL
+    )
 
 
 def compressed_size(tag: str) -> int:
@@ -65,15 +66,18 @@ def compressed_size(tag: str) -> int:
 
 def sizes(root: Path) -> None:
     for release, variant in RUNTIME_CELLS:
-        project = render(root / f"size-{release}-{variant}", debian_release=release,
-                         runtime_image=variant)
+        project = render(
+            root / f"size-{release}-{variant}", debian_release=release, runtime_image=variant
+        )
         tag = f"template-bench/{project.name}:{release}-{variant}"
         build_image(project, tag)
         mb = compressed_size(tag) / 1e6
         target = TARGETS_MB[variant]
         verdict = "ok" if mb <= target else "OVER"
-        say(f"size {release:8} {variant:11} {mb:6.1f} MB compressed "
-            f"(target <= {target} MB: {verdict})")
+        say(
+            f"size {release:8} {variant:11} {mb:6.1f} MB compressed "
+            f"(target <= {target} MB: {verdict})"
+        )
 
 
 def rebuild_ratio(root: Path) -> None:
@@ -88,9 +92,11 @@ def rebuild_ratio(root: Path) -> None:
     rebuilt = build_image(project, f"template-bench/{slug}:rebuild")
     warm = time.monotonic() - started
     ratio = warm / cold
-    say(f"build cold {cold:6.1f} s, after a one-line change {warm:5.1f} s, "
+    say(
+        f"build cold {cold:6.1f} s, after a one-line change {warm:5.1f} s, "
         f"ratio {ratio:.0%} (target <= 20%: {'ok' if ratio <= 0.2 else 'OVER'}); "
-        f"recompiled: {', '.join(compiled_crates(rebuilt.output))}")
+        f"recompiled: {', '.join(compiled_crates(rebuilt.output))}"
+    )
 
 
 def hot_reload(root: Path) -> None:
@@ -126,11 +132,14 @@ def hot_reload(root: Path) -> None:
 
     try:
         started = time.monotonic()
-        dev = compose_up(project, [project / "compose.yaml", override], name,
-                         {"PORT": str(port)}, "--build")
+        dev = compose_up(
+            project, [project / "compose.yaml", override], name, {"PORT": str(port)}, "--build"
+        )
         wait_for_http(port, "/Pete", timeout=1800, expect="Hello Pete!")
-        say(f"dev loop first answer after `up --build` {time.monotonic() - started:6.1f} s "
-            "(dev image + debug build of the dependencies)")
+        say(
+            f"dev loop first answer after `up --build` {time.monotonic() - started:6.1f} s "
+            "(dev image + debug build of the dependencies)"
+        )
         routes = project / "src" / "routes.rs"
         sender = threading.Thread(target=hammer)
         sender.start()
@@ -143,10 +152,12 @@ def hot_reload(root: Path) -> None:
         stop.set()
         sender.join()
         refused = outcomes.count("refused")
-        say(f"hot reload: save to new answer {latency:5.1f} s; requests every 100 ms: "
+        say(
+            f"hot reload: save to new answer {latency:5.1f} s; requests every 100 ms: "
             f"{len(outcomes)} sent, {outcomes.count('answered')} answered, {refused} refused, "
             f"{outcomes.count('error')} other errors (target: 0 refused: "
-            f"{'ok' if refused == 0 else 'OVER'})")
+            f"{'ok' if refused == 0 else 'OVER'})"
+        )
     finally:
         stop.set()
         if dev is not None:
@@ -158,8 +169,13 @@ def main() -> None:
     parser.add_argument("--sizes", action="store_true", help="only the image sizes")
     args = parser.parse_args()
     prepare()
-    say(f"answers: rust {default_answers()['rust_version']}, "
-        f"engine {subprocess.run([docker_cli(), 'version', '--format', '{{.Server.Version}}'], capture_output=True, text=True).stdout.strip()}")  # noqa: E501
+    engine = subprocess.run(
+        [docker_cli(), "version", "--format", "{{.Server.Version}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    say(f"answers: rust {default_answers()['rust_version']}, engine {engine}")
     with tempfile.TemporaryDirectory(prefix="bench-containers-") as tmp:
         root = Path(tmp)
         sizes(root)

@@ -35,8 +35,9 @@ from pathlib import Path
 
 RELEASES = {"bookworm": "12", "trixie": "13"}
 STATE_DIR = Path(os.environ.get("STANDIN_STATE_DIR", "/var/tmp/template-standins"))
-DOCKER = os.environ.get("DOCKER") or ("/usr/bin/docker" if Path("/usr/bin/docker").exists()
-                                      else shutil.which("docker") or "docker")
+DOCKER = os.environ.get("DOCKER") or (
+    "/usr/bin/docker" if Path("/usr/bin/docker").exists() else shutil.which("docker") or "docker"
+)
 LABEL = "org.template.standin=1"
 # What the official images trim from Debian (docs, man pages, locales).
 DPKG_EXCLUDES = """path-exclude /usr/share/doc/*
@@ -82,8 +83,18 @@ def debian_mirror() -> str:
 
 def build(tag: str, dockerfile: str, context: Path) -> None:
     (context / "Dockerfile").write_text(dockerfile)
-    docker("build", "--network", "host", "--label", LABEL, "-q", "-t", tag, str(context),
-           stdout=subprocess.DEVNULL)
+    docker(
+        "build",
+        "--network",
+        "host",
+        "--label",
+        LABEL,
+        "-q",
+        "-t",
+        tag,
+        str(context),
+        stdout=subprocess.DEVNULL,
+    )
 
 
 # ------------------------------------------------------------------ stand-ins
@@ -93,24 +104,43 @@ def debian_slim(release: str) -> None:
         root = Path(tmp) / "rootfs"
         subprocess.run(
             ["debootstrap", "--variant=minbase", release, str(root), debian_mirror()],
-            check=True, stdout=subprocess.DEVNULL,
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         (root / "etc/dpkg/dpkg.cfg.d/docker").write_text(DPKG_EXCLUDES)
         (root / "etc/apt/apt.conf.d/docker-clean").write_text(
             'APT::Keep-Downloaded-Packages "false";\nAcquire::Languages "none";\n'
         )
-        for pattern in ("usr/share/doc/*", "usr/share/man/*", "usr/share/info/*",
-                        "usr/share/locale/*", "var/lib/apt/lists/*", "var/cache/apt/*.bin",
-                        "var/cache/apt/archives/*.deb", "var/log/*.log", "var/log/apt/*"):
+        for pattern in (
+            "usr/share/doc/*",
+            "usr/share/man/*",
+            "usr/share/info/*",
+            "usr/share/locale/*",
+            "var/lib/apt/lists/*",
+            "var/cache/apt/*.bin",
+            "var/cache/apt/archives/*.deb",
+            "var/log/*.log",
+            "var/log/apt/*",
+        ):
             for path in root.glob(pattern):
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path)
                 else:
                     path.unlink()
-        tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."],
-                               stdout=subprocess.PIPE)
-        docker("import", "-c", 'CMD ["bash"]', "-c", f"LABEL {LABEL}", "-", tag,
-               stdin=tar.stdout, stdout=subprocess.DEVNULL)
+        tar = subprocess.Popen(
+            ["tar", "-C", str(root), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE
+        )
+        docker(
+            "import",
+            "-c",
+            'CMD ["bash"]',
+            "-c",
+            f"LABEL {LABEL}",
+            "-",
+            tag,
+            stdin=tar.stdout,
+            stdout=subprocess.DEVNULL,
+        )
         assert tar.wait() == 0
 
 
@@ -134,26 +164,38 @@ def rust_toolchain_image(version: str) -> str:
     if image_present(tag):
         return tag
     toolchain = machine_toolchain(version)
-    full = subprocess.run([str(toolchain / "bin/rustc"), "--version"], capture_output=True,
-                          text=True, check=True).stdout.split()[1]
+    full = subprocess.run(
+        [str(toolchain / "bin/rustc"), "--version"], capture_output=True, text=True, check=True
+    ).stdout.split()[1]
     name = f"{full}-x86_64-unknown-linux-gnu"
     rustup = shutil.which("rustup") or str(Path.home() / ".cargo/bin/rustup")
     with tempfile.TemporaryDirectory(dir=STATE_DIR) as tmp:
         ctx = Path(tmp)
         dest = ctx / "rustup/toolchains" / name
-        shutil.copytree(toolchain, dest, symlinks=False,
-                        ignore=shutil.ignore_patterns("doc", "html"))
+        shutil.copytree(
+            toolchain, dest, symlinks=False, ignore=shutil.ignore_patterns("doc", "html")
+        )
         (ctx / "rustup/settings.toml").write_text(
             f'version = "12"\ndefault_toolchain = "{name}"\nprofile = "minimal"\n'
         )
         (ctx / "cargo/bin").mkdir(parents=True)
         shutil.copy2(Path(rustup).resolve(), ctx / "cargo/bin/rustup")
-        for proxy in ("cargo", "rustc", "rustdoc", "cargo-clippy", "clippy-driver",
-                      "rustfmt", "cargo-fmt", "rust-gdb", "rust-lldb"):
+        for proxy in (
+            "cargo",
+            "rustc",
+            "rustdoc",
+            "cargo-clippy",
+            "clippy-driver",
+            "rustfmt",
+            "cargo-fmt",
+            "rust-gdb",
+            "rust-lldb",
+        ):
             (ctx / "cargo/bin" / proxy).symlink_to("rustup")
         subprocess.run(["chmod", "-R", "a+w", str(ctx / "rustup"), str(ctx / "cargo")], check=True)
-        build(tag, "FROM scratch\nCOPY rustup /usr/local/rustup\nCOPY cargo /usr/local/cargo\n",
-              ctx)
+        build(
+            tag, "FROM scratch\nCOPY rustup /usr/local/rustup\nCOPY cargo /usr/local/cargo\n", ctx
+        )
     return tag
 
 
@@ -170,7 +212,9 @@ def rust(version: str, release: str, slim: bool) -> None:
         (ctx / "certs").mkdir()
         for crt in Path("/usr/local/share/ca-certificates").glob("*.crt"):
             shutil.copy2(crt, ctx / "certs" / crt.name)
-        build(tag, f"""FROM debian:{release}-slim
+        build(
+            tag,
+            f"""FROM debian:{release}-slim
 ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo \\
     PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
     RUST_VERSION={full}
@@ -182,7 +226,9 @@ RUN update-ca-certificates >/dev/null
 COPY --from={toolchain} /usr/local/rustup /usr/local/rustup
 COPY --from={toolchain} /usr/local/cargo /usr/local/cargo
 RUN rustc --version && cargo --version
-""", ctx)
+""",
+            ctx,
+        )
 
 
 def distroless_cc(release: str) -> None:
@@ -191,7 +237,9 @@ def distroless_cc(release: str) -> None:
     ensure(f"debian:{release}-slim", "")
     with tempfile.TemporaryDirectory(dir=STATE_DIR) as tmp:
         ctx = Path(tmp)
-        build(tag, f"""FROM debian:{release}-slim AS src
+        build(
+            tag,
+            f"""FROM debian:{release}-slim AS src
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \\
     && mkdir -p /out/etc/ssl/certs /out/lib/x86_64-linux-gnu /out/lib64 /out/tmp \\
        /out/home/nonroot /out/usr/share/zoneinfo \\
@@ -212,15 +260,21 @@ COPY --from=src /out/ /
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 USER 65532:65532
 WORKDIR /home/nonroot
-""", ctx)
+""",
+            ctx,
+        )
 
 
 # ------------------------------------------------------------------ dispatch
 def all_images(version: str) -> list[str]:
     images = []
     for release, number in RELEASES.items():
-        images += [f"debian:{release}-slim", f"rust:{version}-slim-{release}",
-                   f"rust:{version}-{release}", f"gcr.io/distroless/cc-debian{number}:nonroot"]
+        images += [
+            f"debian:{release}-slim",
+            f"rust:{version}-slim-{release}",
+            f"rust:{version}-{release}",
+            f"gcr.io/distroless/cc-debian{number}:nonroot",
+        ]
     return images
 
 

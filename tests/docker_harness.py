@@ -57,13 +57,22 @@ def docker_env() -> dict[str, str]:
     return env
 
 
-def docker(*args: str, check: bool = True, timeout: float = 3600,
-           cwd: Path | None = None, env: dict[str, str] | None = None,
-           ) -> subprocess.CompletedProcess[str]:
+def docker(
+    *args: str,
+    check: bool = True,
+    timeout: float = 3600,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run the docker CLI; a failure raises with the command's output."""
     result = subprocess.run(
-        [docker_cli(), *args], cwd=cwd, env=env or docker_env(), text=True,
-        capture_output=True, timeout=timeout, check=False,
+        [docker_cli(), *args],
+        cwd=cwd,
+        env=env or docker_env(),
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -74,14 +83,20 @@ def docker(*args: str, check: bool = True, timeout: float = 3600,
 
 
 def compose_available() -> bool:
-    return subprocess.run([docker_cli(), "compose", "version"], capture_output=True,
-                          check=False).returncode == 0
+    return (
+        subprocess.run(
+            [docker_cli(), "compose", "version"], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
 
 
 def require_compose() -> None:
     if not compose_available():
-        message = ("prerequisite 'docker compose' (v2 plugin) is not installed"
-                   " (run scripts/prereqs/30-docker.sh)")
+        message = (
+            "prerequisite 'docker compose' (v2 plugin) is not installed"
+            " (run scripts/prereqs/30-docker.sh)"
+        )
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
@@ -95,8 +110,9 @@ def docker_engine() -> Iterator[str]:
     if docker("info", check=False, timeout=60).returncode == 0:
         yield docker_cli()
         return
-    started = subprocess.run(["bash", str(ENGINE_SCRIPT), "start"], capture_output=True,
-                             text=True, check=False)
+    started = subprocess.run(
+        ["bash", str(ENGINE_SCRIPT), "start"], capture_output=True, text=True, check=False
+    )
     if started.returncode != 0:
         message = f"cannot start a Docker engine: {started.stderr.strip()}"
         if IN_CI:
@@ -111,8 +127,11 @@ def images_the_tier_uses(rust_version: str) -> list[str]:
     images = [f"rust:{rust_version}-{RELEASES[0]}"]
     for release in RELEASES:
         number = {"bookworm": "12", "trixie": "13"}[release]
-        images += [f"debian:{release}-slim", f"rust:{rust_version}-slim-{release}",
-                   f"gcr.io/distroless/cc-debian{number}:nonroot"]
+        images += [
+            f"debian:{release}-slim",
+            f"rust:{rust_version}-slim-{release}",
+            f"gcr.io/distroless/cc-debian{number}:nonroot",
+        ]
     return images
 
 
@@ -121,9 +140,17 @@ def base_images(docker_engine: str) -> None:
     """The base images the built cells name, present once per machine."""
     rust_version = default_answers()["rust_version"]
     result = subprocess.run(
-        ["python3", str(STANDIN_SCRIPT), "--rust-version", rust_version,
-         *images_the_tier_uses(rust_version)],
-        capture_output=True, text=True, check=False, env=docker_env(),
+        [
+            "python3",
+            str(STANDIN_SCRIPT),
+            "--rust-version",
+            rust_version,
+            *images_the_tier_uses(rust_version),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=docker_env(),
     )
     assert result.returncode == 0, f"base images:\n{result.stdout}\n{result.stderr}"
 
@@ -140,11 +167,23 @@ class Build:
     output: str
 
 
-def build_image(project: Path, tag: str, *extra: str, dockerfile: str = "Dockerfile",
-                timeout: float = 3600) -> Build:
+def build_image(
+    project: Path, tag: str, *extra: str, dockerfile: str = "Dockerfile", timeout: float = 3600
+) -> Build:
     """docker build with host networking; keeps BuildKit's plain output for assertions."""
-    result = docker("build", "--network", "host", "--progress=plain", "-f",
-                    str(project / dockerfile), "-t", tag, *extra, str(project), timeout=timeout)
+    result = docker(
+        "build",
+        "--network",
+        "host",
+        "--progress=plain",
+        "-f",
+        str(project / dockerfile),
+        "-t",
+        tag,
+        *extra,
+        str(project),
+        timeout=timeout,
+    )
     return Build(tag=tag, project=project, output=result.stdout + result.stderr)
 
 
@@ -163,8 +202,11 @@ class RuntimeImages:
         key = (release, variant)
         if key not in self.built:
             try:
-                project = render(self.root / f"{release}-{variant}", debian_release=release,
-                                 runtime_image=variant)
+                project = render(
+                    self.root / f"{release}-{variant}",
+                    debian_release=release,
+                    runtime_image=variant,
+                )
                 tag = f"template-test/{project.name}:{release}-{variant}"
                 self.built[key] = build_image(project, tag)
             except AssertionError as err:
@@ -206,8 +248,13 @@ def http_get(port: int, path: str, timeout: float = 10) -> tuple[int, str]:
         conn.close()
 
 
-def wait_for_http(port: int, path: str = "/health", timeout: float = 60,
-                  expect: str | None = None, container: str | None = None) -> tuple[int, str]:
+def wait_for_http(
+    port: int,
+    path: str = "/health",
+    timeout: float = 60,
+    expect: str | None = None,
+    container: str | None = None,
+) -> tuple[int, str]:
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
@@ -239,8 +286,20 @@ def run_container() -> Iterator:
         port = free_port()
         name = f"template-test-{os.getpid()}-{len(names)}-{port}"
         names.append(name)
-        docker("run", "-d", "--name", name, "--network", "host", "-e", f"PORT={port}",
-               "-e", "HOST=127.0.0.1", *extra, image)
+        docker(
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "host",
+            "-e",
+            f"PORT={port}",
+            "-e",
+            "HOST=127.0.0.1",
+            *extra,
+            image,
+        )
         wait_for_http(port, container=name)
         return Container(name=name, port=port)
 
@@ -254,8 +313,7 @@ class NotHostNetworking(AssertionError):
     """A compose project with a service that would need a bridge network."""
 
 
-def compose_config(project: Path, files: list[Path], name: str,
-                   env: dict[str, str]) -> dict:
+def compose_config(project: Path, files: list[Path], name: str, env: dict[str, str]) -> dict:
     args = ["compose", "-p", name]
     for file in files:
         args += ["-f", str(file)]
@@ -264,8 +322,11 @@ def compose_config(project: Path, files: list[Path], name: str,
 
 def check_host_networking(config: dict) -> None:
     """Every service on host networking, and no network for compose to create."""
-    offenders = [name for name, service in config.get("services", {}).items()
-                 if service.get("network_mode") != "host"]
+    offenders = [
+        name
+        for name, service in config.get("services", {}).items()
+        if service.get("network_mode") != "host"
+    ]
     if offenders:
         raise NotHostNetworking(
             f"refusing to start compose services without network_mode: host: {offenders}"
@@ -281,26 +342,33 @@ class ComposeProject:
     name: str
     env: dict[str, str]
 
-    def compose(self, *args: str, check: bool = True, timeout: float = 3600,
-                ) -> subprocess.CompletedProcess[str]:
+    def compose(
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 3600,
+    ) -> subprocess.CompletedProcess[str]:
         base = ["compose", "-p", self.name]
         for file in self.files:
             base += ["-f", str(file)]
         return docker(*base, *args, cwd=self.project, env=self.env, check=check, timeout=timeout)
 
     def running_containers(self) -> list[str]:
-        out = docker("ps", "-a", "-q", "--filter",
-                     f"label=com.docker.compose.project={self.name}").stdout
+        out = docker(
+            "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={self.name}"
+        ).stdout
         return out.split()
 
     def networks(self) -> list[str]:
-        out = docker("network", "ls", "-q", "--filter",
-                     f"label=com.docker.compose.project={self.name}").stdout
+        out = docker(
+            "network", "ls", "-q", "--filter", f"label=com.docker.compose.project={self.name}"
+        ).stdout
         return out.split()
 
 
-def compose_up(project: Path, files: list[Path], name: str, env: dict[str, str] | None = None,
-               *up_args: str) -> ComposeProject:
+def compose_up(
+    project: Path, files: list[Path], name: str, env: dict[str, str] | None = None, *up_args: str
+) -> ComposeProject:
     """`docker compose up -d` after checking that every service uses host networking."""
     full_env = docker_env() | (env or {})
     check_host_networking(compose_config(project, files, name, full_env))
@@ -313,8 +381,13 @@ def host_network_override(path: Path, services: list[str]) -> Path:
     """A compose override putting every service (and its build) on host networking."""
     lines = ["services:"]
     for service in services:
-        lines += [f"  {service}:", "    network_mode: host", "    ports: !reset []",
-                  "    build:", "      network: host"]
+        lines += [
+            f"  {service}:",
+            "    network_mode: host",
+            "    ports: !reset []",
+            "    build:",
+            "      network: host",
+        ]
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -53,9 +53,11 @@ STANDIN_SCRIPT = TEMPLATE_DIR / "scripts" / "standin-images.py"
 # Every answer that changes a container file.
 CONTAINER_ANSWERS = [
     dict(zip(("debian_release", "runtime_image", "dev_watcher"), values, strict=True))
-    for values in itertools.product(("bookworm", "trixie"),
-                                    ("debian-slim", "distroless", "scratch"),
-                                    ("watchexec", "cargo-watch"))
+    for values in itertools.product(
+        ("bookworm", "trixie"),
+        ("debian-slim", "distroless", "scratch"),
+        ("watchexec", "cargo-watch"),
+    )
 ]
 
 
@@ -89,8 +91,12 @@ def base_images_named(dockerfile: str) -> set[str]:
 def test_every_dockerfile_is_hadolint_clean_for_every_answer(rendered_variants: list[Path]) -> None:
     hadolint = require("hadolint")
     files = [str(p / name) for p in rendered_variants for name in ("Dockerfile", "dev.Dockerfile")]
-    result = subprocess.run([hadolint, "--failure-threshold", "warning", *files],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [hadolint, "--failure-threshold", "warning", *files],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -132,11 +138,17 @@ def test_every_base_image_the_dockerfiles_name_has_a_stand_in_recipe(
         for name in ("Dockerfile", "dev.Dockerfile"):
             named |= base_images_named((project / name).read_text())
     listing = subprocess.run(
-        ["python3", "-c", "import importlib.util,sys;"
-         f"s=importlib.util.spec_from_file_location('s','{STANDIN_SCRIPT}');"
-         "m=importlib.util.module_from_spec(s);s.loader.exec_module(m);"
-         f"print('\\n'.join(m.all_images('{default_answers()['rust_version']}')))"],
-        capture_output=True, text=True, check=True,
+        [
+            "python3",
+            "-c",
+            "import importlib.util,sys;"
+            f"s=importlib.util.spec_from_file_location('s','{STANDIN_SCRIPT}');"
+            "m=importlib.util.module_from_spec(s);s.loader.exec_module(m);"
+            f"print('\\n'.join(m.all_images('{default_answers()['rust_version']}')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert named, "no FROM lines found"
     assert named <= set(listing), f"images without a stand-in: {named - set(listing)}"
@@ -145,8 +157,12 @@ def test_every_base_image_the_dockerfiles_name_has_a_stand_in_recipe(
 def test_compose_file_is_valid_against_the_compose_spec(rendered_variants: list[Path]) -> None:
     checker = require("check-jsonschema")
     files = [str(p / "compose.yaml") for p in rendered_variants]
-    result = subprocess.run([checker, "--builtin-schema", "vendor.compose-spec", *files],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [checker, "--builtin-schema", "vendor.compose-spec", *files],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -156,8 +172,7 @@ def test_compose_config_accepts_the_file_and_keeps_caches_in_named_volumes(
     if not compose_available():
         require_compose()
     for project, answers in zip(rendered_variants, CONTAINER_ANSWERS, strict=True):
-        config = compose_config(project, [project / "compose.yaml"], "config-check",
-                                docker_env())
+        config = compose_config(project, [project / "compose.yaml"], "config-check", docker_env())
         app = config["services"]["app"]
         assert app["init"] is True
         volumes = {v["target"]: v for v in app["volumes"]}
@@ -177,16 +192,20 @@ DEVCONTAINER_COMPOSE_SCHEMA = {
     "required": ["dockerComposeFile", "service", "workspaceFolder"],
     "properties": {
         "name": {"type": "string"},
-        "dockerComposeFile": {"type": ["string", "array"], "items": {"type": "string"},
-                              "minItems": 1},
+        "dockerComposeFile": {
+            "type": ["string", "array"],
+            "items": {"type": "string"},
+            "minItems": 1,
+        },
         "service": {"type": "string", "minLength": 1},
         "runServices": {"type": "array", "items": {"type": "string"}},
         "workspaceFolder": {"type": "string", "pattern": "^/"},
         "overrideCommand": {"type": "boolean"},
         "shutdownAction": {"enum": ["none", "stopCompose"]},
-        "forwardPorts": {"type": "array",
-                         "items": {"type": ["integer", "string"], "minimum": 0,
-                                   "maximum": 65535}},
+        "forwardPorts": {
+            "type": "array",
+            "items": {"type": ["integer", "string"], "minimum": 0, "maximum": 65535},
+        },
         "postCreateCommand": {"type": ["string", "array", "object"]},
         "customizations": {"type": "object"},
     },
@@ -201,8 +220,11 @@ def test_devcontainer_opens_the_compose_service(rendered_variants: list[Path]) -
         config = json.loads((project / ".devcontainer" / "devcontainer.json").read_text())
         jsonschema.validate(config, DEVCONTAINER_COMPOSE_SCHEMA)
         # What VS Code needs to open a compose-based dev container.
-        for key, kind in (("dockerComposeFile", (str, list)), ("service", str),
-                          ("workspaceFolder", str)):
+        for key, kind in (
+            ("dockerComposeFile", (str, list)),
+            ("service", str),
+            ("workspaceFolder", str),
+        ):
             assert isinstance(config.get(key), kind), key
         files = config["dockerComposeFile"]
         for file in [files] if isinstance(files, str) else files:
@@ -220,8 +242,9 @@ def test_compose_up_refuses_a_service_without_host_networking(
     with pytest.raises(NotHostNetworking, match="app"):
         check_host_networking(config)
     with pytest.raises(NotHostNetworking, match="networks"):
-        check_host_networking({"services": {"app": {"network_mode": "host"}},
-                               "networks": {"default": {}}})
+        check_host_networking(
+            {"services": {"app": {"network_mode": "host"}}, "networks": {"default": {}}}
+        )
     if compose_available():
         project = rendered_variants[0]
         with pytest.raises(NotHostNetworking):
@@ -266,18 +289,25 @@ def wait_until_stop_begins(container: str, port: int, timeout: float = 10) -> No
 @pytest.mark.docker
 @pytest.mark.parametrize("cell", RUNTIME_CELLS, ids=cell_id)
 def test_docker_stop_finishes_the_in_flight_request_and_exits_by_itself(
-    cell, runtime_images, run_container,
+    cell,
+    runtime_images,
+    run_container,
 ) -> None:
     image = runtime_images.get(*cell)
     container = run_container(image.tag)
     # A request in flight: its body is still being uploaded when SIGTERM arrives.
     conn = socket.create_connection(("127.0.0.1", container.port), timeout=30)
-    conn.sendall(b"GET /Pete HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-                 b"Content-Length: 10\r\n\r\n12345")
+    conn.sendall(
+        b"GET /Pete HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        b"Content-Length: 10\r\n\r\n12345"
+    )
     time.sleep(0.3)
     # Two seconds of grace: a service that ignores SIGTERM is killed (exit 137).
-    stopper = subprocess.Popen([*docker_cmd(), "stop", "-t", "2", container.name],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stopper = subprocess.Popen(
+        [*docker_cmd(), "stop", "-t", "2", container.name],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     wait_until_stop_begins(container.name, container.port)
     conn.sendall(b"67890")
     answer = b""
@@ -309,8 +339,12 @@ def extract(image: str, path: str, dest: Path) -> Path:
 
 def version_needs(binary: Path) -> dict[str, set[str]]:
     """{library: symbol versions the binary requires from it} (.gnu.version_r)."""
-    out = subprocess.run([require("readelf"), "-V", "--wide", str(binary)], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [require("readelf"), "-V", "--wide", str(binary)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     needs: dict[str, set[str]] = {}
     section = out.split("Version needs section", 1)[-1] if "Version needs section" in out else ""
     current = None
@@ -324,8 +358,12 @@ def version_needs(binary: Path) -> dict[str, set[str]]:
 
 
 def version_definitions(library: Path) -> set[str]:
-    out = subprocess.run([require("readelf"), "-V", "--wide", str(library)], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [require("readelf"), "-V", "--wide", str(library)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     section = out.split("Version definition section", 1)[-1].split("Version needs section")[0]
     return set(re.findall(r"Name: (\S+)", section))
 
@@ -333,10 +371,12 @@ def version_definitions(library: Path) -> set[str]:
 def dynamic_info(binary: Path) -> tuple[list[str], bool]:
     """(NEEDED libraries, has an ELF interpreter)."""
     readelf = require("readelf")
-    dynamic = subprocess.run([readelf, "-d", "--wide", str(binary)], capture_output=True,
-                             text=True, check=True).stdout
-    headers = subprocess.run([readelf, "-l", "--wide", str(binary)], capture_output=True,
-                             text=True, check=True).stdout
+    dynamic = subprocess.run(
+        [readelf, "-d", "--wide", str(binary)], capture_output=True, text=True, check=True
+    ).stdout
+    headers = subprocess.run(
+        [readelf, "-l", "--wide", str(binary)], capture_output=True, text=True, check=True
+    ).stdout
     return re.findall(r"\(NEEDED\).*\[(.+?)\]", dynamic), "INTERP" in headers
 
 
@@ -344,15 +384,18 @@ LIBRARY_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", 
 
 
 def binary_path(build: Build) -> str:
-    entrypoint = json.loads(docker("inspect", "--format", "{{json .Config.Entrypoint}}",
-                                   build.tag).stdout)
+    entrypoint = json.loads(
+        docker("inspect", "--format", "{{json .Config.Entrypoint}}", build.tag).stdout
+    )
     return entrypoint[0]
 
 
 @pytest.mark.docker
 @pytest.mark.parametrize("cell", RUNTIME_CELLS, ids=cell_id)
 def test_runtime_image_provides_every_glibc_symbol_version_the_binary_needs(
-    cell, runtime_images, tmp_path: Path,
+    cell,
+    runtime_images,
+    tmp_path: Path,
 ) -> None:
     image = runtime_images.get(*cell)
     binary = extract(image.tag, binary_path(image), tmp_path / "service")
@@ -365,12 +408,21 @@ def test_runtime_image_provides_every_glibc_symbol_version_the_binary_needs(
     for library, versions in needs.items():
         copy = None
         for directory in LIBRARY_DIRS:
-            probe = docker("create", "--name", f"probe-{uuid.uuid4().hex[:8]}", image.tag,
-                           check=False)
+            probe = docker(
+                "create", "--name", f"probe-{uuid.uuid4().hex[:8]}", image.tag, check=False
+            )
             name = probe.stdout.strip()
             try:
-                if docker("cp", "-L", f"{name}:{directory}/{library}",
-                          str(tmp_path / library), check=False).returncode == 0:
+                if (
+                    docker(
+                        "cp",
+                        "-L",
+                        f"{name}:{directory}/{library}",
+                        str(tmp_path / library),
+                        check=False,
+                    ).returncode
+                    == 0
+                ):
                     copy = tmp_path / library
                     break
             finally:
@@ -382,7 +434,9 @@ def test_runtime_image_provides_every_glibc_symbol_version_the_binary_needs(
 
 @pytest.mark.docker
 def test_one_line_route_change_recompiles_only_the_service_crate(
-    runtime_images, run_container, tmp_path: Path,
+    runtime_images,
+    run_container,
+    tmp_path: Path,
 ) -> None:
     runtime_images.get("bookworm", "debian-slim")  # the cold build fills the cache mounts
     project = render(tmp_path / "rebuild")
@@ -401,14 +455,15 @@ def test_one_line_route_change_recompiles_only_the_service_crate(
 
 @pytest.mark.docker
 def test_ci_can_wrap_a_prebuilt_binary_in_the_same_runtime_image(
-    runtime_images, run_container, tmp_path: Path,
+    runtime_images,
+    run_container,
+    tmp_path: Path,
 ) -> None:
     built = runtime_images.get("bookworm", "debian-slim")
     project = render(tmp_path / "prebuilt")
     (project / "target" / "release").mkdir(parents=True)
     extract(built.tag, binary_path(built), project / "target" / "release" / SLUG)
-    build = build_image(project, "template-test/prebuilt:latest", "--build-arg",
-                        "BINARY=prebuilt")
+    build = build_image(project, "template-test/prebuilt:latest", "--build-arg", "BINARY=prebuilt")
     assert compiled_crates(build.output) == []
     assert run_container(build.tag).get("/Pete") == (200, "Hello Pete!")
 
@@ -464,7 +519,9 @@ WATCHERS = ["watchexec"] + (
 @pytest.mark.docker
 @pytest.mark.parametrize("watcher", WATCHERS)
 def test_dev_loop_serves_the_edit_without_refusing_a_request(
-    watcher: str, base_images, tmp_path: Path,
+    watcher: str,
+    base_images,
+    tmp_path: Path,
 ) -> None:
     require_compose()
     project = render(tmp_path / "dev", dev_watcher=watcher)
