@@ -16,14 +16,19 @@ import shutil
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from support import default_answers, free_port, render_cookiecutter, require, run
+
+pytest.register_assert_rewrite("docker_harness")
+
+from docker_harness import Container  # noqa: E402
+from support import default_answers, free_port, render_cookiecutter, require, run  # noqa: E402
+
+# The container tier's engine, base images and container fixtures.
+pytest_plugins = ["docker_harness"]
 
 GITLAB_CI = ".gitlab-ci.yml"
 GITHUB_WORKFLOW = ".github/workflows/ci.yml"
@@ -411,7 +416,10 @@ def docker_build(context: Path, tag: str, *args: str, timeout: float = 1800) -> 
 
 
 def ensure_engine_and_base_images() -> None:
-    """A running engine (scripts/docker-engine.sh) with the stand-in base images."""
+    """For scripts (benchmarks): the engine and the stand-ins this tier needs.
+
+    Tests use the container tier's session fixtures instead (docker_harness).
+    """
     from support import TEMPLATE_DIR
 
     run(["bash", str(TEMPLATE_DIR / "scripts" / "docker-engine.sh"), "start"], timeout=120)
@@ -460,14 +468,12 @@ def build_helper_image(workdir: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def pipeline_engine() -> str:
+def pipeline_engine(docker_engine: str, base_images: None) -> str:
+    """The container tier's engine and stand-in base images (tests/docker_harness.py)."""
     require("gitlab-ci-local")
     require("rsync")
     require("git")
-    if not Path(DOCKER).exists() and not shutil.which(DOCKER):
-        require("docker")
-    ensure_engine_and_base_images()
-    return DOCKER
+    return docker_engine
 
 
 @pytest.fixture(scope="session")
@@ -511,9 +517,12 @@ class Pipeline:
             ) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ, **GIT_ENV, GCL_IGNORE_PREDEFINED_VARS=(
             "CI_COMMIT_REF_NAME,CI_COMMIT_TAG,CI_COMMIT_BRANCH,CI_REGISTRY_IMAGE"))
+        # Jobs share the host's loopback here (not on a real runner): a port of its own
+        # keeps a job's sccache client from talking to someone else's sccache server.
         cmd = [require("gitlab-ci-local"), "--network", "host", "--helper-image", self.helper,
                "--pull-policy", "if-not-present", "--container-executable", DOCKER,
-               "--no-color", "--variable", f"CI_REGISTRY_IMAGE={TEST_REGISTRY}/{SLUG}", *args]
+               "--no-color", "--variable", f"CI_REGISTRY_IMAGE={TEST_REGISTRY}/{SLUG}",
+               "--variable", f"SCCACHE_SERVER_PORT={free_port()}", *args]
         return run(cmd, cwd=self.repo, env=env, check=check, timeout=timeout)
 
     def result(self, output: str) -> dict[str, str]:
@@ -640,20 +649,10 @@ def tag_args(tag: str) -> list[str]:
             "--unset-variable", "CI_COMMIT_BRANCH"]
 
 
-def http_get(url: str, timeout: float = 30) -> tuple[int, str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.status, response.read().decode()
-        except (urllib.error.URLError, ConnectionError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-
-
 @pytest.mark.pipeline
-def test_tag_pipeline_builds_publishes_an_image_that_answers(default_pipeline: Pipeline) -> None:
+def test_tag_pipeline_builds_publishes_an_image_that_answers(
+    default_pipeline: Pipeline, run_container: Callable[..., Container]
+) -> None:
     repo = default_pipeline.repo
     git(repo, "checkout", "-q", "main")
     git(repo, "tag", "-f", "v1.0.0")
@@ -668,14 +667,8 @@ def test_tag_pipeline_builds_publishes_an_image_that_answers(default_pipeline: P
                                                "publish": "PASS"}
     binary = repo / ".gitlab-ci-local" / "artifacts" / "build" / "target" / "release" / SLUG
     assert binary.read_bytes()[:4] == b"\x7fELF"
-    port = free_port()
-    container = f"{SLUG}-published-{port}"
-    run([DOCKER, "run", "-d", "--rm", "--network", "host", "--name", container,
-         "-e", f"PORT={port}", image])
-    try:
-        assert http_get(f"http://127.0.0.1:{port}/Pete") == (200, "Hello Pete!")
-    finally:
-        run([DOCKER, "rm", "-f", container], check=False)
+    container = run_container(image)
+    assert container.get("/Pete") == (200, "Hello Pete!")
 
 
 @pytest.mark.pipeline
