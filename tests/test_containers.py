@@ -454,16 +454,21 @@ def test_one_line_route_change_recompiles_only_the_service_crate(
 
 
 @pytest.mark.docker
+@pytest.mark.parametrize("variant", ["debian-slim", "scratch"])
 def test_ci_can_wrap_a_prebuilt_binary_in_the_same_runtime_image(
     runtime_images,
     run_container,
     tmp_path: Path,
+    variant: str,
 ) -> None:
-    built = runtime_images.get("bookworm", "debian-slim")
-    project = render(tmp_path / "prebuilt")
+    # scratch takes the static binary that CI's build job makes for that answer.
+    built = runtime_images.get("bookworm", variant)
+    project = render(tmp_path / "prebuilt", runtime_image=variant)
     (project / "target" / "release").mkdir(parents=True)
     extract(built.tag, binary_path(built), project / "target" / "release" / SLUG)
-    build = build_image(project, "template-test/prebuilt:latest", "--build-arg", "BINARY=prebuilt")
+    build = build_image(
+        project, f"template-test/prebuilt:{variant}", "--build-arg", "BINARY=prebuilt"
+    )
     assert compiled_crates(build.output) == []
     assert run_container(build.tag).get("/Pete") == (200, "Hello Pete!")
 
