@@ -180,7 +180,7 @@ def test_compose_config_accepts_the_file_and_keeps_caches_in_named_volumes(
         assert volumes["/app/target"]["type"] == "volume"
         assert volumes["/app"]["type"] == "bind"
         command = " ".join(app["command"])
-        assert command.startswith("systemfd --no-pid -s http::0.0.0.0:")
+        assert command.startswith("systemfd --no-pid --backlog 128 -s http::0.0.0.0:")
         watcher = "watchexec" if answers["dev_watcher"] == "watchexec" else "cargo watch"
         assert f"-- {watcher}" in command and "--locked" in command
 
