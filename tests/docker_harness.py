@@ -12,7 +12,6 @@ refuses a compose project in which any service is not on host networking.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -25,7 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from support import IN_CI, TEMPLATE_DIR, default_answers, free_port, render_cookiecutter, require
+from support import (
+    IN_CI,
+    TEMPLATE_DIR,
+    default_answers,
+    free_port,
+    http_get,
+    render_cookiecutter,
+    require,
+)
 
 ENGINE_SCRIPT = TEMPLATE_DIR / "scripts" / "docker-engine.sh"
 STANDIN_SCRIPT = TEMPLATE_DIR / "scripts" / "standin-images.py"
@@ -235,17 +242,6 @@ class Container:
 
     def get(self, path: str, timeout: float = 10) -> tuple[int, str]:
         return http_get(self.port, path, timeout)
-
-
-def http_get(port: int, path: str, timeout: float = 10) -> tuple[int, str]:
-    """One request on a new connection to the loopback port."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        conn.close()
 
 
 def wait_for_http(

@@ -137,27 +137,6 @@ def test_the_answers_reach_the_cargo_manifest(baked: Path) -> None:
     assert baked.name in {package["name"] for package in lock["package"]}
 
 
-@pytest.mark.parametrize(
-    ("provider", "expected"),
-    [
-        ("gitlab", {".gitlab-ci.yml"}),
-        ("github", {".github/workflows/ci.yml"}),
-        ("both", {".gitlab-ci.yml", ".github/workflows/ci.yml"}),
-        ("none", set()),
-    ],
-)
-def test_only_the_chosen_ci_files_are_generated(
-    tmp_path: Path, provider: str, expected: set[str]
-) -> None:
-    project = render_cookiecutter(tmp_path, **default_answers(ci_provider=provider))
-    ci_files = {
-        name
-        for name in project_files(project)
-        if name == ".gitlab-ci.yml" or name.startswith(".github/")
-    }
-    assert ci_files == expected
-
-
 @pytest.mark.parametrize("answers", PARITY_SETS)
 def test_cookiecutter_and_copier_render_identical_projects(tmp_path: Path, answers: dict) -> None:
     answers = default_answers(**answers)

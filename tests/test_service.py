@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from support import default_answers, free_port, render_cookiecutter, require, run
+from support import default_answers, free_port, http_get, render_cookiecutter, require, run
 
 # Started under systemfd: restarts the binary ("$0") each time it exits, once the
 # test creates the file `go`, and records the running binary's pid in `pid`.
@@ -39,17 +39,6 @@ NON_DEFAULT = {"project_name": "Svc 42 Demo", "slug": "svc-42-demo", "port": "80
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def get(port: int, path: str, timeout: float = 10) -> tuple[int, str]:
-    """GET http://127.0.0.1:port/path on a new connection."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        conn.close()
 
 
 def service_env(**variables: str) -> dict[str, str]:
@@ -90,7 +79,7 @@ def wait_until_answering(
         if proc.poll() is not None:
             pytest.fail(f"exited with {proc.returncode} before answering:\n{log.read_text()}")
         try:
-            if get(port, "/health", timeout=2)[0] == 200:
+            if http_get(port, "/health", timeout=2)[0] == 200:
                 return
         except OSError:
             time.sleep(0.1)
@@ -193,10 +182,10 @@ def test_binary_answers_on_host_and_port_and_stops_on_sigterm(
     env = service_env(HOST="127.0.0.1", PORT=str(port))
     with started([str(release_binary)], log, env=env) as proc:
         wait_until_answering(port, proc, log)
-        assert get(port, "/Pete") == (200, "Hello Pete!")
-        assert get(port, "/") == (200, "Hello World!")
-        assert get(port, "/health") == (200, '{"status":"ok"}')
-        assert get(port, "/Pete/and/friends")[0] == 404
+        assert http_get(port, "/Pete") == (200, "Hello Pete!")
+        assert http_get(port, "/") == (200, "Hello World!")
+        assert http_get(port, "/health") == (200, '{"status":"ok"}')
+        assert http_get(port, "/Pete/and/friends")[0] == 404
 
         proc.send_signal(signal.SIGTERM)
         # Docker and Kubernetes kill after 10 s; the idle service must be gone well before.
@@ -217,7 +206,7 @@ def test_binary_serves_on_the_socket_systemfd_passes(release_binary: Path, tmp_p
     cmd = [systemfd, "--no-pid", "-s", f"http::127.0.0.1:{port}", "--", str(release_binary)]
     with started(cmd, log, env=env) as proc:
         wait_until_answering(port, proc, log)
-        assert get(port, "/Pete") == (200, "Hello Pete!")
+        assert http_get(port, "/Pete") == (200, "Hello Pete!")
     assert f"listening on http://127.0.0.1:{port} ({LISTENFD_LOG})" in log.read_text()
 
 
@@ -302,7 +291,7 @@ def test_requests_during_a_restart_under_systemfd_are_answered(
         def steady_client() -> None:
             while not stop.is_set() and len(answers) < 5000:
                 try:
-                    answers.append(get(port, "/Pete", timeout=30))
+                    answers.append(http_get(port, "/Pete", timeout=30))
                 except OSError as err:
                     answers.append(err)
 
