@@ -7,9 +7,12 @@ feeds both engines the same inputs and asserts the same verdicts and messages.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
+import tempfile
+from pathlib import Path
 
 # Rendered by the engine; tojson escapes quotes, so any answer parses safely.
 RENDERED_ANSWERS = r"""{{ cookiecutter | tojson }}"""
@@ -107,11 +110,28 @@ def errors(answers: dict[str, str]) -> list[str]:
     return [error for error in found if error]
 
 
+# Folders that hold only optional files (OPTIONAL_DIRECTORIES in hooks/post_gen_project.py).
+OPTIONAL_DIRECTORIES = (".github/workflows", ".github", "ci")
+
+
+def record_optional_directories_present(project: Path) -> None:
+    """With --overwrite-if-exists the project folder may be the user's: note the optional
+    folders it already has, so that hooks/post_gen_project.py removes only those the
+    template created. The note lives outside the project."""
+    digest = hashlib.sha256(str(project).encode()).hexdigest()[:16]
+    present = [name for name in OPTIONAL_DIRECTORIES if (project / name).is_dir()]
+    note = Path(tempfile.gettempdir()) / f"template-preexisting-{digest}.json"
+    note.write_text(json.dumps(present))
+
+
 def main() -> int:
     problems = errors(json.loads(RENDERED_ANSWERS))
     for problem in problems:
         print(f"ERROR: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    if problems:
+        return 1
+    record_optional_directories_present(Path.cwd())
+    return 0
 
 
 if __name__ == "__main__":

@@ -97,13 +97,15 @@ def cookiecutter_cli(
     )  # fmt: skip
 
 
-def copier_cli(destination: Path, answers: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def copier_cli(
+    destination: Path, answers: dict[str, str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """`copier copy --trust --defaults` as a user runs it, answers given with --data."""
     return subprocess.run(
         [sys.executable, "-m", "copier", "copy", "--trust", "--defaults",
          *(arg for key, value in answers.items() for arg in ("--data", f"{key}={value}")),
          str(TEMPLATE_DIR), str(destination)],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
 
 
