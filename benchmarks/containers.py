@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Container figures: image sizes, cold build vs one-line rebuild, dev-loop hot reload.
 
-    python benchmarks/containers.py            # everything (about 10 minutes on 2 cores)
-    python benchmarks/containers.py --sizes    # only the compressed image sizes
+    .venv/bin/python benchmarks/containers.py            # everything (about 10 minutes on 2 cores)
+    .venv/bin/python benchmarks/containers.py --sizes    # only the compressed image sizes
 
 Prints one line per figure; copy the output into docs/containers.md. Uses the same
 engine, base images and host networking as the container tests (tests/docker_harness.py).
@@ -50,7 +50,10 @@ def say(line: str) -> None:
 def prepare() -> None:
     subprocess.run(["bash", str(ENGINE_SCRIPT), "start"], check=True, stdout=subprocess.DEVNULL)
     subprocess.run(
-        ["python3", str(STANDIN_SCRIPT)], check=True, env=docker_env(), stdout=subprocess.DEVNULL
+        [sys.executable, str(STANDIN_SCRIPT)],
+        check=True,
+        env=docker_env(),
+        stdout=subprocess.DEVNULL,
     )
 
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support import TEMPLATE_DIR, default_answers, render_cookiecutter
+
+# The command-line tools of requirements-dev.txt (ruff, check-jsonschema, hadolint, cruft,
+# sccache) sit next to the interpreter in .venv/bin: find them as an activated venv would.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
 
 
 @pytest.fixture(scope="session")

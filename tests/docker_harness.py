@@ -18,6 +18,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -148,7 +149,7 @@ def base_images(docker_engine: str) -> None:
     rust_version = default_answers()["rust_version"]
     result = subprocess.run(
         [
-            "python3",
+            sys.executable,
             str(STANDIN_SCRIPT),
             "--rust-version",
             rust_version,

@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -139,7 +140,7 @@ def test_every_base_image_the_dockerfiles_name_has_a_stand_in_recipe(
             named |= base_images_named((project / name).read_text())
     listing = subprocess.run(
         [
-            "python3",
+            sys.executable,
             "-c",
             "import importlib.util,sys;"
             f"s=importlib.util.spec_from_file_location('s','{STANDIN_SCRIPT}');"

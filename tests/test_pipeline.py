@@ -15,6 +15,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -515,7 +516,7 @@ def ensure_engine_and_base_images() -> None:
     answers = default_answers()
     run(
         [
-            "python3",
+            sys.executable,
             str(TEMPLATE_DIR / "scripts" / "standin-images.py"),
             "--rust-version",
             answers["rust_version"],
