@@ -93,9 +93,8 @@ def reserved_names() -> list[str]:
 def quoted(text: str) -> str:
     """A Jinja string literal; combining marks spelled as escapes, to stay visible."""
     escaped = text.replace("\\", "\\\\").replace("'", "\\'")
-    return "'" + "".join(
-        f"\\u{ord(c):04x}" if unicodedata.category(c).startswith("M") else c for c in escaped
-    ) + "'"
+    spelled = (f"\\u{ord(c):04x}" if unicodedata.category(c)[0] == "M" else c for c in escaped)
+    return "'" + "".join(spelled) + "'"
 
 
 def expression(name: str) -> str:
@@ -108,8 +107,7 @@ def expression(name: str) -> str:
     reserved = ", ".join(quoted(n) for n in reserved_names())
     alnum = quoted(LETTERS + DIGITS)
     valid = (
-        f"s|length > 1 and s[:1] in {quoted(LETTERS)} "
-        f"and s|replace('-', '_') not in [{reserved}]"
+        f"s|length > 1 and s[:1] in {quoted(LETTERS)} and s|replace('-', '_') not in [{reserved}]"
     )
     return " ".join(
         [
