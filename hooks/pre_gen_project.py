@@ -17,6 +17,9 @@ from pathlib import Path
 # Rendered by the engine; tojson escapes quotes, so any answer parses safely.
 RENDERED_ANSWERS = r"""{{ cookiecutter | tojson }}"""
 
+# The default slug is derived from project_name (scripts/generate-slug-default.py);
+# a name it cannot serve (only symbols, a leading digit, a reserved word) ends here.
+SLUG_HINT = "choose one with slug=... (the default comes from project_name)"
 SLUG_PATTERN = re.compile(r"^[a-z](?:[a-z0-9]|-(?=[a-z0-9])){1,39}$")
 RUST_VERSION_PATTERN = re.compile(r"^1[.][0-9]+([.][0-9]+)?$")
 # actix-web 4's minimum supported Rust version (its rust-version field).
@@ -74,12 +77,13 @@ def check_slug(value: str) -> str | None:
     if not SLUG_PATTERN.match(value):
         return (
             f"slug '{value}' is invalid: use 2-40 lowercase letters, digits and "
-            "single hyphens, starting with a letter and ending with a letter or digit"
+            "single hyphens, starting with a letter and ending with a letter or digit; "
+            f"{SLUG_HINT}"
         )
     if value.replace("-", "_") in RESERVED_CRATE_NAMES | DEPENDENCY_CRATE_NAMES:
         return (
             f"slug '{value}' is invalid: it is a Rust keyword, a name cargo reserves "
-            "or a crate the service depends on"
+            f"or a crate the service depends on; {SLUG_HINT}"
         )
     return None
 

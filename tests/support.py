@@ -28,10 +28,16 @@ def choices() -> dict[str, list[str]]:
     return {k: v for k, v in questions().items() if isinstance(v, list)}
 
 
+# The slug both engines derive from the default project name (tests/test_slug.py
+# renders it), for tests that need the name before they render anything.
+DEFAULT_SLUG = "hello-service"
+
+
 def default_answers(**overrides: str) -> dict[str, str]:
-    """Defaults as both engines resolve them, with verification off."""
+    """Default answers with verification off. The slug is left out (unless overridden)
+    so that each engine derives it from the project name, as it does for users."""
     answers = {k: (v[0] if isinstance(v, list) else v) for k, v in questions().items()}
-    answers["slug"] = answers["project_name"].lower().replace(" ", "-").replace("_", "-")
+    del answers["slug"]
     answers["verify"] = "none"
     answers.update(overrides)
     return answers

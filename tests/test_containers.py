@@ -43,12 +43,12 @@ from docker_harness import (  # noqa: E402
     require_compose,
     wait_for_http,
 )
-from support import TEMPLATE_DIR, default_answers, free_port, require  # noqa: E402
+from support import DEFAULT_SLUG, TEMPLATE_DIR, default_answers, free_port, require  # noqa: E402
 
 # Session fixtures: docker_engine, base_images, runtime_images, run_container.
 pytest_plugins = ["docker_harness"]
 
-SLUG = default_answers()["slug"]
+SLUG = DEFAULT_SLUG
 STANDIN_SCRIPT = TEMPLATE_DIR / "scripts" / "standin-images.py"
 
 # Every answer that changes a container file.

@@ -26,7 +26,14 @@ import yaml
 pytest.register_assert_rewrite("docker_harness")
 
 from docker_harness import Container  # noqa: E402
-from support import default_answers, free_port, render_cookiecutter, require, run  # noqa: E402
+from support import (  # noqa: E402
+    DEFAULT_SLUG,
+    default_answers,
+    free_port,
+    render_cookiecutter,
+    require,
+    run,
+)
 
 # The container tier's engine, base images and container fixtures.
 pytest_plugins = ["docker_harness"]
@@ -43,7 +50,7 @@ PROVIDERS = {
     "both": {GITLAB_CI, BUILDER_DOCKERFILE, GITHUB_WORKFLOW},
     "none": set(),
 }
-SLUG = default_answers()["slug"]
+SLUG = DEFAULT_SLUG
 Render = Callable[..., Path]
 
 # SPEC section 3: what each kind of push runs, and how ("manual" waits for a click).

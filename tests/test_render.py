@@ -141,7 +141,7 @@ def test_the_answers_reach_the_cargo_manifest(baked: Path) -> None:
 def test_cookiecutter_and_copier_render_identical_projects(tmp_path: Path, answers: dict) -> None:
     answers = default_answers(**answers)
     by_cookiecutter = render_cookiecutter(tmp_path / "cookiecutter", **answers)
-    by_copier = render_copier(tmp_path / "copier" / answers["slug"], **answers)
+    by_copier = render_copier(tmp_path / "copier" / by_cookiecutter.name, **answers)
 
     cookiecutter_files = project_files(by_cookiecutter)
     copier_files = project_files(by_copier)

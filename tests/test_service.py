@@ -124,7 +124,7 @@ def test_rendered_lock_is_exactly_what_cargo_writes(slug: str, tmp_path: Path) -
 def release_binary(default_project: Path, cargo_env: dict[str, str]) -> Path:
     require("cargo")
     run(["cargo", "build", "--release", "--locked"], cwd=default_project, env=cargo_env)
-    binary = Path(cargo_env["CARGO_TARGET_DIR"]) / "release" / default_answers()["slug"]
+    binary = Path(cargo_env["CARGO_TARGET_DIR"]) / "release" / default_project.name
     assert binary.is_file()
     return binary
 
