@@ -10,7 +10,14 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from support import TEMPLATE_DIR, cookiecutter_cli, copier_cli, default_answers, require
+from support import (
+    DEFAULT_SLUG,
+    TEMPLATE_DIR,
+    cookiecutter_cli,
+    copier_cli,
+    default_answers,
+    require,
+)
 
 # Session fixtures for the docker test: docker_engine, base_images.
 pytest_plugins = ["docker_harness"]
@@ -19,6 +26,8 @@ STEP_DONE = re.compile(r"^\[verify\] (.+): ok \((\d+\.\d) s\)$", re.MULTILINE)
 
 
 def render_hook(answers: dict[str, str]) -> str:
+    """The hook as cookiecutter renders it for these answers (the slug as the engines derive it)."""
+    answers = {"slug": DEFAULT_SLUG, **answers}
     source = (TEMPLATE_DIR / "hooks/post_gen_project.py").read_text()
     environment = jinja2.Environment(keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     return environment.from_string(source).render(cookiecutter=answers)
