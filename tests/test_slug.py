@@ -7,7 +7,6 @@ hooks/pre_gen_project.py (cookiecutter) and copier.yml's validator (copier).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from support import (
     cookiecutter_config,
     copier_cli,
     default_answers,
+    load_hook,
     questions,
     render_cookiecutter,
     render_copier,
@@ -64,17 +64,7 @@ UNDERIVABLE = [("!!!", ""), ("2048 Game", "2048-game"), ("日本語", ""), ("Sel
 PATH_SLUGS = ["a/b", "../x", "..", "a/../b", "a\\b"]
 
 
-def load_rules() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "slug_rules", TEMPLATE_DIR / "hooks/pre_gen_project.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-RULES = load_rules()
+RULES = load_hook("pre_gen_project")
 
 
 def names_answers(project_name: str) -> dict[str, str]:

@@ -7,14 +7,20 @@ folders, `.git` included) and compares it after the engine ran, as a user runs i
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support import TEMPLATE_DIR, cookiecutter_cli, copier_cli, default_answers, require, run
+from support import (
+    TEMPLATE_DIR,
+    cookiecutter_cli,
+    copier_cli,
+    default_answers,
+    load_hook,
+    require,
+    run,
+)
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Pete",
@@ -141,15 +147,7 @@ def test_cookiecutter_overwriting_keeps_the_users_empty_optional_folders(tmp_pat
 
 
 def test_both_hooks_name_the_same_optional_folders() -> None:
-    def load(name: str):
-        spec = importlib.util.spec_from_file_location(name, TEMPLATE_DIR / f"hooks/{name}.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while loading
-        spec.loader.exec_module(module)
-        return module
-
-    post, pre = load("post_gen_project"), load("pre_gen_project")
+    post, pre = load_hook("post_gen_project"), load_hook("pre_gen_project")
     assert post.OPTIONAL_DIRECTORIES == pre.OPTIONAL_DIRECTORIES
     assert post.preexisting_record().name.startswith("template-preexisting-")
 
