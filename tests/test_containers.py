@@ -30,7 +30,6 @@ from docker_harness import (  # noqa: E402
     build_image,
     check_host_networking,
     compiled_crates,
-    compose_available,
     compose_config,
     compose_up,
     docker,
@@ -169,8 +168,7 @@ def test_compose_file_is_valid_against_the_compose_spec(rendered_variants: list[
 def test_compose_config_accepts_the_file_and_keeps_caches_in_named_volumes(
     rendered_variants: list[Path],
 ) -> None:
-    if not compose_available():
-        require_compose()
+    require_compose()
     for project, answers in zip(rendered_variants, CONTAINER_ANSWERS, strict=True):
         config = compose_config(project, [project / "compose.yaml"], "config-check", docker_env())
         app = config["services"]["app"]
@@ -185,54 +183,50 @@ def test_compose_config_accepts_the_file_and_keeps_caches_in_named_volumes(
         assert f"-- {watcher}" in command and "--locked" in command
 
 
-# The part of the Dev Container spec (containers.dev, devContainer.base.schema.json)
-# that a compose-based configuration uses; no schema file ships offline.
-DEVCONTAINER_COMPOSE_SCHEMA = {
-    "type": "object",
-    "required": ["dockerComposeFile", "service", "workspaceFolder"],
-    "properties": {
-        "name": {"type": "string"},
-        "dockerComposeFile": {
-            "type": ["string", "array"],
-            "items": {"type": "string"},
-            "minItems": 1,
-        },
-        "service": {"type": "string", "minLength": 1},
-        "runServices": {"type": "array", "items": {"type": "string"}},
-        "workspaceFolder": {"type": "string", "pattern": "^/"},
-        "overrideCommand": {"type": "boolean"},
-        "shutdownAction": {"enum": ["none", "stopCompose"]},
-        "forwardPorts": {
-            "type": "array",
-            "items": {"type": ["integer", "string"], "minimum": 0, "maximum": 65535},
-        },
-        "postCreateCommand": {"type": ["string", "array", "object"]},
-        "customizations": {"type": "object"},
-    },
-    "additionalProperties": False,
-}
+def read_devcontainer(project: Path, *extra: str) -> dict:
+    """`devcontainer read-configuration`: the configuration as editors resolve it (offline)."""
+    result = subprocess.run(
+        [require("devcontainer"), "read-configuration", "--workspace-folder", str(project),
+         "--log-format", "json", *extra],
+        capture_output=True, text=True, check=False, env=docker_env(), timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    return json.loads(result.stdout)
 
 
-def test_devcontainer_opens_the_compose_service(rendered_variants: list[Path]) -> None:
-    import jsonschema
+def devcontainer_compose_files(resolved: dict) -> list[Path]:
+    """The compose files a resolved configuration names, relative to its devcontainer.json."""
+    config = resolved["configuration"]
+    folder = Path(config["configFilePath"]["fsPath"]).parent
+    files = config["dockerComposeFile"]
+    return [(folder / file).resolve() for file in ([files] if isinstance(files, str) else files)]
 
-    for project in rendered_variants:
-        config = json.loads((project / ".devcontainer" / "devcontainer.json").read_text())
-        jsonschema.validate(config, DEVCONTAINER_COMPOSE_SCHEMA)
-        # What VS Code needs to open a compose-based dev container.
-        for key, kind in (
-            ("dockerComposeFile", (str, list)),
-            ("service", str),
-            ("workspaceFolder", str),
-        ):
-            assert isinstance(config.get(key), kind), key
-        files = config["dockerComposeFile"]
-        for file in [files] if isinstance(files, str) else files:
-            assert (project / ".devcontainer" / file).resolve().is_file(), file
-        compose = (project / "compose.yaml").read_text()
-        assert re.search(rf"^  {re.escape(config['service'])}:$", compose, flags=re.M)
-        assert re.search(rf"- \.:{re.escape(config['workspaceFolder'])}$", compose, flags=re.M)
-        assert config["forwardPorts"] == [int(default_answers()["port"])]
+
+@pytest.mark.parametrize("answers", [{}, {"project_name": "Desk Two", "port": "8080"}])
+def test_devcontainer_opens_the_compose_service_that_serves_the_port(
+    answers: dict[str, str], tmp_path: Path
+) -> None:
+    require_compose()
+    project = render(tmp_path / "devcontainer", **answers)
+    port = int(default_answers(**answers)["port"])
+    resolved = read_devcontainer(project)
+    config = resolved["configuration"]
+    files = devcontainer_compose_files(resolved)
+    assert files == [project / "compose.yaml"], files
+    env = {k: v for k, v in docker_env().items() if k != "PORT"}
+    compose = compose_config(project, files, "devcontainer-check", env)
+    service = compose["services"][config["service"]]
+    # The workspace the editor opens is the project, mounted where the service works.
+    workspace = resolved["workspace"]["workspaceFolder"]
+    mounts = {v["target"]: v for v in service["volumes"]}
+    assert mounts[workspace]["type"] == "bind"
+    assert Path(mounts[workspace]["source"]) == project
+    assert service["working_dir"] == workspace
+    # The service keeps its own command (the dev loop) and listens on the forwarded port.
+    assert config.get("overrideCommand") is False
+    assert service["environment"]["PORT"] == str(port)
+    assert [int(p["target"]) for p in service["ports"]] == [port]
+    assert config["forwardPorts"] == [port]
 
 
 def test_compose_up_refuses_a_service_without_host_networking(
@@ -245,10 +239,13 @@ def test_compose_up_refuses_a_service_without_host_networking(
         check_host_networking(
             {"services": {"app": {"network_mode": "host"}}, "networks": {"default": {}}}
         )
-    if compose_available():
-        project = rendered_variants[0]
-        with pytest.raises(NotHostNetworking):
-            compose_up(project, [project / "compose.yaml"], "refused-check")
+    # The generated compose file itself (a bridge network and port mappings) is refused
+    # before anything starts; without compose this fails under CI=true.
+    require_compose()
+    project = rendered_variants[0]
+    name = f"refused-check-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(NotHostNetworking, match="app"):
+        compose_up(project, [project / "compose.yaml"], name)
 
 
 # ---------------------------------------------------------------- runtime images
@@ -270,20 +267,36 @@ def test_runtime_image_answers_curl_as_a_non_root_user(cell, runtime_images, run
     assert user and not user.startswith(("0", "root")), user
 
 
-def wait_until_stop_begins(container: str, port: int, timeout: float = 10) -> None:
-    """SIGTERM reached the service: it stopped accepting or logged its shutdown."""
+# What src/main.rs logs once SIGTERM reached the service and its graceful stop began.
+STOP_BEGINS_LOG = "SIGTERM received: finishing in-flight requests"
+
+
+def wait_until_stop_begins(container: str, timeout: float = 10) -> None:
+    """SIGTERM reached the service: it logged the start of its graceful stop."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except ConnectionRefusedError:
-            return
-        except OSError:
-            pass
-        if "graceful shutdown" in docker("logs", container, check=False).stdout:
+        if STOP_BEGINS_LOG in docker("logs", container, check=False).stdout:
             return
         time.sleep(0.05)
-    raise AssertionError("docker stop did not reach the service (no shutdown seen)")
+    logs = docker("logs", container, check=False).stdout[-3000:]
+    raise AssertionError(f"docker stop did not reach the service (no {STOP_BEGINS_LOG!r}):\n{logs}")
+
+
+def read_response(conn: socket.socket) -> bytes:
+    """One HTTP/1.1 response with a Content-Length body, read off a kept-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        assert chunk, f"connection closed mid-response: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        assert chunk, f"connection closed mid-body: {data!r}"
+        body += chunk
+    assert len(body) == length, f"more than one response: {data!r}"
+    return head + b"\r\n\r\n" + body
 
 
 @pytest.mark.docker
@@ -295,26 +308,32 @@ def test_docker_stop_finishes_the_in_flight_request_and_exits_by_itself(
 ) -> None:
     image = runtime_images.get(*cell)
     container = run_container(image.tag)
-    # A request in flight: its body is still being uploaded when SIGTERM arrives.
     conn = socket.create_connection(("127.0.0.1", container.port), timeout=30)
-    conn.sendall(
-        b"GET /Pete HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-        b"Content-Length: 10\r\n\r\n12345"
-    )
-    time.sleep(0.3)
+    # An answer on a kept-alive connection: a worker of the service holds this connection
+    # (it is past the listening socket's backlog), a fact rather than a timing guess.
+    conn.sendall(b"GET /Pete HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    first = read_response(conn)
+    assert first.startswith(b"HTTP/1.1 200") and first.endswith(b"Hello Pete!"), first
+    # The next request on it is half sent when SIGTERM arrives: in flight.
+    conn.sendall(b"GET /Pete HTTP/1.1\r\nHost: localhost\r\n")
     # Two seconds of grace: a service that ignores SIGTERM is killed (exit 137).
     stopper = subprocess.Popen(
         [*docker_cmd(), "stop", "-t", "2", container.name],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        env=docker_env(),
     )
-    wait_until_stop_begins(container.name, container.port)
-    conn.sendall(b"67890")
+    wait_until_stop_begins(container.name)
+    conn.sendall(b"Connection: close\r\n\r\n")
     answer = b""
-    while chunk := conn.recv(65536):
-        answer += chunk
-    conn.close()
-    assert stopper.wait(timeout=60) == 0
+    try:
+        while chunk := conn.recv(65536):
+            answer += chunk
+    except ConnectionResetError as err:
+        raise AssertionError(f"the in-flight request was dropped: {answer!r}") from err
+    finally:
+        conn.close()
+    assert stopper.wait(timeout=60) == 0, stopper.stderr.read() if stopper.stderr else ""
     assert answer.startswith(b"HTTP/1.1 200"), answer
     assert answer.endswith(b"Hello Pete!"), answer
     state = json.loads(docker("inspect", "--format", "{{json .State}}", container.name).stdout)
