@@ -26,6 +26,7 @@ pytest.register_assert_rewrite("docker_harness")
 from docker_harness import (  # noqa: E402
     RUNTIME_CELLS,
     Build,
+    ComposeProject,
     NotHostNetworking,
     build_image,
     check_host_networking,
@@ -588,3 +589,59 @@ def test_dev_loop_serves_the_edit_without_refusing_a_request(
     finally:
         if dev is not None:
             dev.compose("down", "-v", "--remove-orphans", check=False)
+
+
+@pytest.mark.docker
+def test_devcontainer_up_serves_pete_inside_the_dev_container(base_images, tmp_path: Path) -> None:
+    """What an editor does: `devcontainer up` on the generated project, then a request from
+    inside the dev container. The loopback-only compose override is added through an
+    override configuration (the user's devcontainer.json plus one more compose file)."""
+    devcontainer = require("devcontainer")
+    require_compose()
+    project = render(tmp_path / "devcontainer-up")
+    port = free_port()
+    name = f"template-devc-{uuid.uuid4().hex[:8]}"
+    resolved = read_devcontainer(project)
+    override = host_network_override(tmp_path / "compose.host-network.yaml", ["app"])
+    files = [*devcontainer_compose_files(resolved), override]
+    user_config = json.loads((project / ".devcontainer" / "devcontainer.json").read_text())
+    override_config = tmp_path / "devcontainer.host-network.json"
+    override_config.write_text(
+        json.dumps(user_config | {"dockerComposeFile": [str(f) for f in files]})
+    )
+    # The CLI names the compose project after COMPOSE_PROJECT_NAME; PORT reaches compose.
+    env = docker_env() | {"PORT": str(port), "COMPOSE_PROJECT_NAME": name}
+    check_host_networking(compose_config(project, files, name, env))
+    cli = [
+        devcontainer,
+        "--workspace-folder", str(project),
+        "--override-config", str(override_config),
+        "--docker-path", docker_cli(),
+        "--log-format", "json",
+    ]  # fmt: skip
+    compose = ComposeProject(project, files, name, env)
+    try:
+        up = subprocess.run(
+            [cli[0], "up", *cli[1:]],
+            capture_output=True, text=True, check=False, env=env, timeout=3600,
+        )  # fmt: skip
+        outcome = json.loads(up.stdout.strip().splitlines()[-1]) if up.stdout.strip() else {}
+        assert outcome.get("outcome") == "success", up.stdout[-3000:] + up.stderr[-3000:]
+        assert outcome["composeProjectName"] == name
+        assert outcome["remoteWorkspaceFolder"] == resolved["workspace"]["workspaceFolder"]
+        assert compose.networks() == [], "compose created a network"
+        # The dev loop compiles the service first; then curl inside the container.
+        wait_for_http(port, "/Pete", timeout=1800, expect="Hello Pete!")
+        inside = subprocess.run(
+            [cli[0], "exec", *cli[1:], "curl", "-sS", f"http://127.0.0.1:{port}/Pete"],
+            capture_output=True, text=True, check=False, env=env, timeout=120,
+        )  # fmt: skip
+        assert (inside.returncode, inside.stdout) == (0, "Hello Pete!"), inside.stderr[-3000:]
+    finally:
+        compose.compose("down", "-v", "--remove-orphans", check=False)
+        label = f"label=com.docker.compose.project={name}"
+        for kind in ("container", "volume"):
+            left = docker(kind, "ls", "-aq" if kind == "container" else "-q",
+                          "--filter", label, check=False).stdout.split()  # fmt: skip
+            if left:
+                docker(kind, "rm", "-f", *left, check=False)
