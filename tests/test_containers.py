@@ -272,51 +272,73 @@ def test_runtime_image_answers_curl_as_a_non_root_user(cell, runtime_images, run
 STOP_BEGINS_LOG = "SIGTERM received: finishing in-flight requests"
 
 
-def wait_until_stop_begins(container: str, timeout: float = 10) -> None:
-    """SIGTERM reached the service: it logged the start of its graceful stop."""
+def wait_until_stop_begins(container: str, port: int, timeout: float = 10) -> None:
+    """SIGTERM reached the service (it logged so) and its server stopped listening.
+
+    The log line comes before src/lib.rs pauses accepting and waits its hand-over delay;
+    a refused connection comes only once the server is stopping, which is when a
+    server that does not wait for its connections drops them.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if STOP_BEGINS_LOG in docker("logs", container, check=False).stdout:
-            return
+    while STOP_BEGINS_LOG not in docker("logs", container, check=False).stdout:
+        if time.monotonic() > deadline:
+            logs = docker("logs", container, check=False).stdout[-3000:]
+            raise AssertionError(f"docker stop did not reach the service:\n{logs}")
         time.sleep(0.05)
-    logs = docker("logs", container, check=False).stdout[-3000:]
-    raise AssertionError(f"docker stop did not reach the service (no {STOP_BEGINS_LOG!r}):\n{logs}")
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"127.0.0.1:{port} still listens {timeout} s after SIGTERM")
 
 
-def read_response(conn: socket.socket) -> bytes:
-    """One HTTP/1.1 response with a Content-Length body, read off a kept-alive connection."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        assert chunk, f"connection closed mid-response: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        assert chunk, f"connection closed mid-body: {data!r}"
-        body += chunk
-    assert len(body) == length, f"more than one response: {data!r}"
-    return head + b"\r\n\r\n" + body
+# A route the generated service does not have, added to a copy for the in-flight test:
+# its handler is observably busy (it answers only once the whole body has arrived).
+BUSY_ROUTE = """
+#[actix_web::post("/echo")]
+async fn echo(body: web::Bytes) -> web::Bytes {
+    body
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def busy_image(runtime_images, tmp_path_factory: pytest.TempPathFactory) -> Build:
+    """The default cell's image, built from a copy with BUSY_ROUTE (on the warm cache)."""
+    runtime_images.get("bookworm", "debian-slim")
+    project = render(tmp_path_factory.mktemp("busy") / "busy")
+    routes = project / "src" / "routes.rs"
+    original = routes.read_text()
+    assert ".service(greet)" in original, "routes moved: update this test"
+    routes.write_text(original.replace(".service(greet)", ".service(echo).service(greet)"))
+    with routes.open("a") as file:
+        file.write(BUSY_ROUTE)
+    return build_image(project, f"template-test/busy-{SLUG}:bookworm-debian-slim")
 
 
 @pytest.mark.docker
-@pytest.mark.parametrize("cell", RUNTIME_CELLS, ids=cell_id)
 def test_docker_stop_finishes_the_in_flight_request_and_exits_by_itself(
-    cell,
-    runtime_images,
-    run_container,
+    busy_image: Build, run_container
 ) -> None:
-    image = runtime_images.get(*cell)
-    container = run_container(image.tag)
+    container = run_container(busy_image.tag)
     conn = socket.create_connection(("127.0.0.1", container.port), timeout=30)
-    # An answer on a kept-alive connection: a worker of the service holds this connection
-    # (it is past the listening socket's backlog), a fact rather than a timing guess.
-    conn.sendall(b"GET /Pete HTTP/1.1\r\nHost: localhost\r\n\r\n")
-    first = read_response(conn)
-    assert first.startswith(b"HTTP/1.1 200") and first.endswith(b"Hello Pete!"), first
-    # The next request on it is half sent when SIGTERM arrives: in flight.
-    conn.sendall(b"GET /Pete HTTP/1.1\r\nHost: localhost\r\n")
+    conn.sendall(
+        b"POST /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        b"Expect: 100-continue\r\nContent-Length: 10\r\n\r\n12345"
+    )
+    # The server sends 100 Continue when it hands the request to its handler, which
+    # then waits for the rest of the body: the request is in flight, as a fact.
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = conn.recv(65536)
+        assert chunk, f"closed before 100 Continue: {answer!r}"
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), answer
+    answer = answer.removeprefix(b"HTTP/1.1 100 Continue\r\n\r\n")
     # Two seconds of grace: a service that ignores SIGTERM is killed (exit 137).
     stopper = subprocess.Popen(
         [*docker_cmd(), "stop", "-t", "2", container.name],
@@ -324,9 +346,8 @@ def test_docker_stop_finishes_the_in_flight_request_and_exits_by_itself(
         stderr=subprocess.PIPE,
         env=docker_env(),
     )
-    wait_until_stop_begins(container.name)
-    conn.sendall(b"Connection: close\r\n\r\n")
-    answer = b""
+    wait_until_stop_begins(container.name, container.port)
+    conn.sendall(b"67890")
     try:
         while chunk := conn.recv(65536):
             answer += chunk
@@ -336,7 +357,27 @@ def test_docker_stop_finishes_the_in_flight_request_and_exits_by_itself(
         conn.close()
     assert stopper.wait(timeout=60) == 0, stopper.stderr.read() if stopper.stderr else ""
     assert answer.startswith(b"HTTP/1.1 200"), answer
-    assert answer.endswith(b"Hello Pete!"), answer
+    assert answer.endswith(b"1234567890"), answer
+    state = json.loads(docker("inspect", "--format", "{{json .State}}", container.name).stdout)
+    assert state["ExitCode"] == 0, f"not a clean exit on SIGTERM: {state}"
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("cell", RUNTIME_CELLS, ids=cell_id)
+def test_docker_stop_reaches_the_service_and_it_exits_cleanly(
+    cell, runtime_images, run_container
+) -> None:
+    """Every image delivers SIGTERM to the service (PID 1 in distroless and scratch)."""
+    container = run_container(runtime_images.get(*cell).tag)
+    assert container.get("/Pete") == (200, "Hello Pete!")
+    stopper = subprocess.Popen(
+        [*docker_cmd(), "stop", "-t", "2", container.name],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=docker_env(),
+    )
+    wait_until_stop_begins(container.name, container.port)
+    assert stopper.wait(timeout=60) == 0, stopper.stderr.read() if stopper.stderr else ""
     state = json.loads(docker("inspect", "--format", "{{json .State}}", container.name).stdout)
     assert state["ExitCode"] == 0, f"not a clean exit on SIGTERM: {state}"
     assert not state["OOMKilled"]
