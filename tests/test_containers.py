@@ -658,12 +658,11 @@ def test_devcontainer_up_serves_pete_inside_the_dev_container(base_images, tmp_p
         "--workspace-folder", str(project),
         "--override-config", str(override_config),
         "--docker-path", docker_cli(),
-        "--log-format", "json",
     ]  # fmt: skip
     compose = ComposeProject(project, files, name, env)
     try:
         up = subprocess.run(
-            [cli[0], "up", *cli[1:]],
+            [cli[0], "up", *cli[1:], "--log-format", "json"],
             capture_output=True, text=True, check=False, env=env, timeout=3600,
         )  # fmt: skip
         outcome = json.loads(up.stdout.strip().splitlines()[-1]) if up.stdout.strip() else {}
@@ -673,6 +672,7 @@ def test_devcontainer_up_serves_pete_inside_the_dev_container(base_images, tmp_p
         assert compose.networks() == [], "compose created a network"
         # The dev loop compiles the service first; then curl inside the container.
         wait_for_http(port, "/Pete", timeout=1800, expect="Hello Pete!")
+        # In the text log format, the command's own output is exec's stdout.
         inside = subprocess.run(
             [cli[0], "exec", *cli[1:], "curl", "-sS", f"http://127.0.0.1:{port}/Pete"],
             capture_output=True, text=True, check=False, env=env, timeout=120,
