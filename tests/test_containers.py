@@ -184,11 +184,11 @@ def test_compose_config_accepts_the_file_and_keeps_caches_in_named_volumes(
         assert f"-- {watcher}" in command and "--locked" in command
 
 
-def read_devcontainer(project: Path, *extra: str) -> dict:
+def read_devcontainer(project: Path) -> dict:
     """`devcontainer read-configuration`: the configuration as editors resolve it (offline)."""
     result = subprocess.run(
         [require("devcontainer"), "read-configuration", "--workspace-folder", str(project),
-         "--log-format", "json", *extra],
+         "--log-format", "json"],
         capture_output=True, text=True, check=False, env=docker_env(), timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
