@@ -27,11 +27,11 @@ pytest.register_assert_rewrite("docker_harness")
 from docker_harness import (  # noqa: E402
     RUNTIME_CELLS,
     Build,
+    ComposeProject,
     NotHostNetworking,
     build_image,
     check_host_networking,
     compiled_crates,
-    compose_available,
     compose_config,
     compose_up,
     docker,
@@ -170,8 +170,7 @@ def test_compose_file_is_valid_against_the_compose_spec(rendered_variants: list[
 def test_compose_config_accepts_the_file_and_keeps_caches_in_named_volumes(
     rendered_variants: list[Path],
 ) -> None:
-    if not compose_available():
-        require_compose()
+    require_compose()
     for project, answers in zip(rendered_variants, CONTAINER_ANSWERS, strict=True):
         config = compose_config(project, [project / "compose.yaml"], "config-check", docker_env())
         app = config["services"]["app"]
@@ -186,54 +185,50 @@ def test_compose_config_accepts_the_file_and_keeps_caches_in_named_volumes(
         assert f"-- {watcher}" in command and "--locked" in command
 
 
-# The part of the Dev Container spec (containers.dev, devContainer.base.schema.json)
-# that a compose-based configuration uses; no schema file ships offline.
-DEVCONTAINER_COMPOSE_SCHEMA = {
-    "type": "object",
-    "required": ["dockerComposeFile", "service", "workspaceFolder"],
-    "properties": {
-        "name": {"type": "string"},
-        "dockerComposeFile": {
-            "type": ["string", "array"],
-            "items": {"type": "string"},
-            "minItems": 1,
-        },
-        "service": {"type": "string", "minLength": 1},
-        "runServices": {"type": "array", "items": {"type": "string"}},
-        "workspaceFolder": {"type": "string", "pattern": "^/"},
-        "overrideCommand": {"type": "boolean"},
-        "shutdownAction": {"enum": ["none", "stopCompose"]},
-        "forwardPorts": {
-            "type": "array",
-            "items": {"type": ["integer", "string"], "minimum": 0, "maximum": 65535},
-        },
-        "postCreateCommand": {"type": ["string", "array", "object"]},
-        "customizations": {"type": "object"},
-    },
-    "additionalProperties": False,
-}
+def read_devcontainer(project: Path) -> dict:
+    """`devcontainer read-configuration`: the configuration as editors resolve it (offline)."""
+    result = subprocess.run(
+        [require("devcontainer"), "read-configuration", "--workspace-folder", str(project),
+         "--log-format", "json"],
+        capture_output=True, text=True, check=False, env=docker_env(), timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    return json.loads(result.stdout)
 
 
-def test_devcontainer_opens_the_compose_service(rendered_variants: list[Path]) -> None:
-    import jsonschema
+def devcontainer_compose_files(resolved: dict) -> list[Path]:
+    """The compose files a resolved configuration names, relative to its devcontainer.json."""
+    config = resolved["configuration"]
+    folder = Path(config["configFilePath"]["fsPath"]).parent
+    files = config["dockerComposeFile"]
+    return [(folder / file).resolve() for file in ([files] if isinstance(files, str) else files)]
 
-    for project in rendered_variants:
-        config = json.loads((project / ".devcontainer" / "devcontainer.json").read_text())
-        jsonschema.validate(config, DEVCONTAINER_COMPOSE_SCHEMA)
-        # What VS Code needs to open a compose-based dev container.
-        for key, kind in (
-            ("dockerComposeFile", (str, list)),
-            ("service", str),
-            ("workspaceFolder", str),
-        ):
-            assert isinstance(config.get(key), kind), key
-        files = config["dockerComposeFile"]
-        for file in [files] if isinstance(files, str) else files:
-            assert (project / ".devcontainer" / file).resolve().is_file(), file
-        compose = (project / "compose.yaml").read_text()
-        assert re.search(rf"^  {re.escape(config['service'])}:$", compose, flags=re.M)
-        assert re.search(rf"- \.:{re.escape(config['workspaceFolder'])}$", compose, flags=re.M)
-        assert config["forwardPorts"] == [int(default_answers()["port"])]
+
+@pytest.mark.parametrize("answers", [{}, {"project_name": "Desk Two", "port": "8080"}])
+def test_devcontainer_opens_the_compose_service_that_serves_the_port(
+    answers: dict[str, str], tmp_path: Path
+) -> None:
+    require_compose()
+    project = render(tmp_path / "devcontainer", **answers)
+    port = int(default_answers(**answers)["port"])
+    resolved = read_devcontainer(project)
+    config = resolved["configuration"]
+    files = devcontainer_compose_files(resolved)
+    assert files == [project / "compose.yaml"], files
+    env = {k: v for k, v in docker_env().items() if k != "PORT"}
+    compose = compose_config(project, files, "devcontainer-check", env)
+    service = compose["services"][config["service"]]
+    # The workspace the editor opens is the project, mounted where the service works.
+    workspace = resolved["workspace"]["workspaceFolder"]
+    mounts = {v["target"]: v for v in service["volumes"]}
+    assert mounts[workspace]["type"] == "bind"
+    assert Path(mounts[workspace]["source"]) == project
+    assert service["working_dir"] == workspace
+    # The service keeps its own command (the dev loop) and listens on the forwarded port.
+    assert config.get("overrideCommand") is False
+    assert service["environment"]["PORT"] == str(port)
+    assert [int(p["target"]) for p in service["ports"]] == [port]
+    assert config["forwardPorts"] == [port]
 
 
 def test_compose_up_refuses_a_service_without_host_networking(
@@ -246,10 +241,13 @@ def test_compose_up_refuses_a_service_without_host_networking(
         check_host_networking(
             {"services": {"app": {"network_mode": "host"}}, "networks": {"default": {}}}
         )
-    if compose_available():
-        project = rendered_variants[0]
-        with pytest.raises(NotHostNetworking):
-            compose_up(project, [project / "compose.yaml"], "refused-check")
+    # The generated compose file itself (a bridge network and port mappings) is refused
+    # before anything starts; without compose this fails under CI=true.
+    require_compose()
+    project = rendered_variants[0]
+    name = f"refused-check-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(NotHostNetworking, match="app"):
+        compose_up(project, [project / "compose.yaml"], name)
 
 
 # ---------------------------------------------------------------- runtime images
@@ -271,9 +269,23 @@ def test_runtime_image_answers_curl_as_a_non_root_user(cell, runtime_images, run
     assert user and not user.startswith(("0", "root")), user
 
 
+# What src/main.rs logs once SIGTERM reached the service and its graceful stop began.
+STOP_BEGINS_LOG = "SIGTERM received: finishing in-flight requests"
+
+
 def wait_until_stop_begins(container: str, port: int, timeout: float = 10) -> None:
-    """SIGTERM reached the service: it stopped accepting or logged its shutdown."""
+    """SIGTERM reached the service (it logged so) and its server stopped listening.
+
+    The log line comes before src/lib.rs pauses accepting and waits its hand-over delay;
+    a refused connection comes only once the server is stopping, which is when a
+    server that does not wait for its connections drops them.
+    """
     deadline = time.monotonic() + timeout
+    while STOP_BEGINS_LOG not in docker("logs", container, check=False).stdout:
+        if time.monotonic() > deadline:
+            logs = docker("logs", container, check=False).stdout[-3000:]
+            raise AssertionError(f"docker stop did not reach the service:\n{logs}")
+        time.sleep(0.05)
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -281,43 +293,92 @@ def wait_until_stop_begins(container: str, port: int, timeout: float = 10) -> No
             return
         except OSError:
             pass
-        if "graceful shutdown" in docker("logs", container, check=False).stdout:
-            return
-        time.sleep(0.05)
-    raise AssertionError("docker stop did not reach the service (no shutdown seen)")
+        time.sleep(0.02)
+    raise AssertionError(f"127.0.0.1:{port} still listens {timeout} s after SIGTERM")
+
+
+# A route the generated service does not have, added to a copy for the in-flight test:
+# its handler is observably busy (it answers only once the whole body has arrived).
+BUSY_ROUTE = """
+#[actix_web::post("/echo")]
+async fn echo(body: web::Bytes) -> web::Bytes {
+    body
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def busy_image(runtime_images, tmp_path_factory: pytest.TempPathFactory) -> Build:
+    """The default cell's image, built from a copy with BUSY_ROUTE (on the warm cache)."""
+    runtime_images.get("bookworm", "debian-slim")
+    project = render(tmp_path_factory.mktemp("busy") / "busy")
+    routes = project / "src" / "routes.rs"
+    original = routes.read_text()
+    assert ".service(greet)" in original, "routes moved: update this test"
+    routes.write_text(original.replace(".service(greet)", ".service(echo).service(greet)"))
+    with routes.open("a") as file:
+        file.write(BUSY_ROUTE)
+    return build_image(project, f"template-test/busy-{SLUG}:bookworm-debian-slim")
 
 
 @pytest.mark.docker
-@pytest.mark.parametrize("cell", RUNTIME_CELLS, ids=cell_id)
 def test_docker_stop_finishes_the_in_flight_request_and_exits_by_itself(
-    cell,
-    runtime_images,
-    run_container,
+    busy_image: Build, run_container
 ) -> None:
-    image = runtime_images.get(*cell)
-    container = run_container(image.tag)
-    # A request in flight: its body is still being uploaded when SIGTERM arrives.
+    container = run_container(busy_image.tag)
     conn = socket.create_connection(("127.0.0.1", container.port), timeout=30)
     conn.sendall(
-        b"GET /Pete HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-        b"Content-Length: 10\r\n\r\n12345"
+        b"POST /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        b"Expect: 100-continue\r\nContent-Length: 10\r\n\r\n12345"
     )
-    time.sleep(0.3)
+    # The server sends 100 Continue when it hands the request to its handler, which
+    # then waits for the rest of the body: the request is in flight, as a fact.
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = conn.recv(65536)
+        assert chunk, f"closed before 100 Continue: {answer!r}"
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), answer
+    answer = answer.removeprefix(b"HTTP/1.1 100 Continue\r\n\r\n")
     # Two seconds of grace: a service that ignores SIGTERM is killed (exit 137).
     stopper = subprocess.Popen(
         [*docker_cmd(), "stop", "-t", "2", container.name],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        env=docker_env(),
     )
     wait_until_stop_begins(container.name, container.port)
     conn.sendall(b"67890")
-    answer = b""
-    while chunk := conn.recv(65536):
-        answer += chunk
-    conn.close()
-    assert stopper.wait(timeout=60) == 0
+    try:
+        while chunk := conn.recv(65536):
+            answer += chunk
+    except ConnectionResetError as err:
+        raise AssertionError(f"the in-flight request was dropped: {answer!r}") from err
+    finally:
+        conn.close()
+    assert stopper.wait(timeout=60) == 0, stopper.stderr.read() if stopper.stderr else ""
     assert answer.startswith(b"HTTP/1.1 200"), answer
-    assert answer.endswith(b"Hello Pete!"), answer
+    assert answer.endswith(b"1234567890"), answer
+    state = json.loads(docker("inspect", "--format", "{{json .State}}", container.name).stdout)
+    assert state["ExitCode"] == 0, f"not a clean exit on SIGTERM: {state}"
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("cell", RUNTIME_CELLS, ids=cell_id)
+def test_docker_stop_reaches_the_service_and_it_exits_cleanly(
+    cell, runtime_images, run_container
+) -> None:
+    """Every image delivers SIGTERM to the service (PID 1 in distroless and scratch)."""
+    container = run_container(runtime_images.get(*cell).tag)
+    assert container.get("/Pete") == (200, "Hello Pete!")
+    stopper = subprocess.Popen(
+        [*docker_cmd(), "stop", "-t", "2", container.name],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=docker_env(),
+    )
+    wait_until_stop_begins(container.name, container.port)
+    assert stopper.wait(timeout=60) == 0, stopper.stderr.read() if stopper.stderr else ""
     state = json.loads(docker("inspect", "--format", "{{json .State}}", container.name).stdout)
     assert state["ExitCode"] == 0, f"not a clean exit on SIGTERM: {state}"
     assert not state["OOMKilled"]
@@ -570,3 +631,59 @@ def test_dev_loop_serves_the_edit_without_refusing_a_request(
     finally:
         if dev is not None:
             dev.compose("down", "-v", "--remove-orphans", check=False)
+
+
+@pytest.mark.docker
+def test_devcontainer_up_serves_pete_inside_the_dev_container(base_images, tmp_path: Path) -> None:
+    """What an editor does: `devcontainer up` on the generated project, then a request from
+    inside the dev container. The loopback-only compose override is added through an
+    override configuration (the user's devcontainer.json plus one more compose file)."""
+    devcontainer = require("devcontainer")
+    require_compose()
+    project = render(tmp_path / "devcontainer-up")
+    port = free_port()
+    name = f"template-devc-{uuid.uuid4().hex[:8]}"
+    resolved = read_devcontainer(project)
+    override = host_network_override(tmp_path / "compose.host-network.yaml", ["app"])
+    files = [*devcontainer_compose_files(resolved), override]
+    user_config = json.loads((project / ".devcontainer" / "devcontainer.json").read_text())
+    override_config = tmp_path / "devcontainer.host-network.json"
+    override_config.write_text(
+        json.dumps(user_config | {"dockerComposeFile": [str(f) for f in files]})
+    )
+    # The CLI names the compose project after COMPOSE_PROJECT_NAME; PORT reaches compose.
+    env = docker_env() | {"PORT": str(port), "COMPOSE_PROJECT_NAME": name}
+    check_host_networking(compose_config(project, files, name, env))
+    cli = [
+        devcontainer,
+        "--workspace-folder", str(project),
+        "--override-config", str(override_config),
+        "--docker-path", docker_cli(),
+    ]  # fmt: skip
+    compose = ComposeProject(project, files, name, env)
+    try:
+        up = subprocess.run(
+            [cli[0], "up", *cli[1:], "--log-format", "json"],
+            capture_output=True, text=True, check=False, env=env, timeout=3600,
+        )  # fmt: skip
+        outcome = json.loads(up.stdout.strip().splitlines()[-1]) if up.stdout.strip() else {}
+        assert outcome.get("outcome") == "success", up.stdout[-3000:] + up.stderr[-3000:]
+        assert outcome["composeProjectName"] == name
+        assert outcome["remoteWorkspaceFolder"] == resolved["workspace"]["workspaceFolder"]
+        assert compose.networks() == [], "compose created a network"
+        # The dev loop compiles the service first; then curl inside the container.
+        wait_for_http(port, "/Pete", timeout=1800, expect="Hello Pete!")
+        # In the text log format, the command's own output is exec's stdout.
+        inside = subprocess.run(
+            [cli[0], "exec", *cli[1:], "curl", "-sS", f"http://127.0.0.1:{port}/Pete"],
+            capture_output=True, text=True, check=False, env=env, timeout=120,
+        )  # fmt: skip
+        assert (inside.returncode, inside.stdout) == (0, "Hello Pete!"), inside.stderr[-3000:]
+    finally:
+        compose.compose("down", "-v", "--remove-orphans", check=False)
+        label = f"label=com.docker.compose.project={name}"
+        for kind in ("container", "volume"):
+            left = docker(kind, "ls", "-aq" if kind == "container" else "-q",
+                          "--filter", label, check=False).stdout.split()  # fmt: skip
+            if left:
+                docker(kind, "rm", "-f", *left, check=False)
