@@ -6,9 +6,10 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from support import TEMPLATE_DIR, default_answers, render_cookiecutter
+from support import TEMPLATE_DIR, bake, default_answers
 
 # The command-line tools of requirements-dev.txt (ruff, check-jsonschema, hadolint, cruft,
 # sccache) sit next to the interpreter in .venv/bin: find them as an activated venv would.
@@ -48,6 +49,6 @@ def shared_cargo_target(cargo_target_dir: Path) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def default_project(cookies_session: Any) -> Path:
     """The service generated with the default answers (verification off)."""
-    return render_cookiecutter(tmp_path_factory.mktemp("default"), **default_answers())
+    return bake(cookies_session, **default_answers())

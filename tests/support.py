@@ -45,6 +45,16 @@ def default_answers(**overrides: str) -> dict[str, str]:
     return answers
 
 
+def bake(cookies: Any, **answers: str) -> Path:
+    """cookiecutter's output through pytest-cookies (`cookies` or `cookies_session`), as
+    cookiecutter templates are conventionally tested; a failed bake fails the test."""
+    result = cookies.bake(extra_context=answers, template=str(TEMPLATE_DIR))
+    assert result.exit_code == 0 and result.exception is None, (
+        f"cookiecutter failed (exit {result.exit_code}): {result.exception!r}"
+    )
+    return Path(result.project_path)
+
+
 def cookiecutter_config(home: Path) -> Path:
     """A config that keeps cookiecutter's replay and clones out of the real $HOME."""
     home.mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,11 @@ import re
 import stat
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from support import choices, default_answers, render_cookiecutter, render_copier
+from support import bake, choices, default_answers, render_copier
 
 # Anything a template engine should have consumed. GitHub Actions' own `${{ }}`
 # expressions are the one legitimate double-brace in the output.
@@ -96,8 +97,8 @@ def project_files(root: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module", params=BAKES)
-def baked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return render_cookiecutter(tmp_path_factory.mktemp("bake"), **default_answers(**request.param))
+def baked(request: pytest.FixtureRequest, cookies_session: Any) -> Path:
+    return bake(cookies_session, **default_answers(**request.param))
 
 
 def structured_files(answers: dict[str, str]) -> set[str]:
@@ -151,9 +152,11 @@ def test_the_answers_reach_the_cargo_manifest(baked: Path) -> None:
 
 
 @pytest.mark.parametrize("answers", PARITY_SETS)
-def test_cookiecutter_and_copier_render_identical_projects(tmp_path: Path, answers: dict) -> None:
+def test_cookiecutter_and_copier_render_identical_projects(
+    tmp_path: Path, cookies: Any, answers: dict
+) -> None:
     answers = default_answers(**answers)
-    by_cookiecutter = render_cookiecutter(tmp_path / "cookiecutter", **answers)
+    by_cookiecutter = bake(cookies, **answers)
     by_copier = render_copier(tmp_path / "copier" / by_cookiecutter.name, **answers)
 
     cookiecutter_files = project_files(by_cookiecutter)
