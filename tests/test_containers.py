@@ -154,6 +154,44 @@ def test_every_base_image_the_dockerfiles_name_has_a_stand_in_recipe(
     assert named <= set(listing), f"images without a stand-in: {named - set(listing)}"
 
 
+def resolved_from_lines(dockerfile: str) -> list[str]:
+    """Each FROM line's image with the ARG defaults applied (ARGs may name ARGs)."""
+    args = dockerfile_args(dockerfile)
+    refs = []
+    for ref in re.findall(r"^FROM (\S+)", dockerfile, flags=re.M):
+        while "${" in ref:
+            ref = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], ref)
+        refs.append(ref)
+    return refs
+
+
+def test_generated_dockerfiles_name_the_official_base_images(
+    rendered_variants: list[Path],
+) -> None:
+    """Stand-ins live only in the suite's engine: the files users get are never rewritten.
+
+    The tests build these very files, so a stand-in under another name would have to be
+    written into them; this pins the official names for every release and runtime.
+    """
+    rust = default_answers()["rust_version"]
+    for project, answers in zip(rendered_variants, CONTAINER_ANSWERS, strict=True):
+        release = answers["debian_release"]
+        number = {"bookworm": "12", "trixie": "13"}[release]
+        runtime = (project / "Dockerfile").read_text()
+        stages = set(re.findall(r"^FROM \S+ AS (\S+)$", runtime, flags=re.M))
+        assert set(resolved_from_lines(runtime)) - stages - {"scratch"} == {
+            f"rust:{rust}-slim-{release}",
+            f"debian:{release}-slim",
+            f"gcr.io/distroless/cc-debian{number}:nonroot",
+        }, project
+        assert resolved_from_lines((project / "dev.Dockerfile").read_text()) == [
+            f"rust:{rust}-{release}"
+        ]
+        builder = (project / "ci" / "builder.Dockerfile").read_text()
+        assert resolved_from_lines(builder) == [f"rust:{rust}-{release}"]
+        assert dockerfile_args(builder)["RUST_IMAGE"] == "rust:${RUST_VERSION}-${DEBIAN_RELEASE}"
+
+
 def test_compose_file_is_valid_against_the_compose_spec(rendered_variants: list[Path]) -> None:
     checker = require("check-jsonschema")
     files = [str(p / "compose.yaml") for p in rendered_variants]

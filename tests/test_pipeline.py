@@ -25,7 +25,14 @@ import yaml
 pytest.register_assert_rewrite("docker_harness")
 
 from docker_harness import Container  # noqa: E402
-from support import default_answers, free_port, render_cookiecutter, require, run  # noqa: E402
+from support import (  # noqa: E402
+    default_answers,
+    free_port,
+    render_cookiecutter,
+    require,
+    run,
+    suite_engine_socket,
+)
 
 # The container tier's engine, base images and container fixtures.
 pytest_plugins = ["docker_harness"]
@@ -472,11 +479,11 @@ def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path) -> None:
 
 # ================================================================== slow tier: real runs
 #
-# gitlab-ci-local runs the generated pipeline with its docker executor on this machine's
-# engine: host networking only, the builder image built from the generated
-# ci/builder.Dockerfile, and a helper image (sh, bash, rsync, git, docker CLI) built from
-# the Debian stand-in. Each image is built once per session (the engine's layer cache
-# makes a later session's rebuild instant).
+# gitlab-ci-local runs the generated pipeline with its docker executor on the suite's own
+# engine (it calls the docker CLI, which follows DOCKER_HOST): host networking only, the
+# builder image built from the generated ci/builder.Dockerfile, and a helper image (sh,
+# bash, rsync, git, docker CLI) built from the Debian stand-in. Each image is built once
+# per session (the engine's layer cache makes a later session's rebuild instant).
 
 DOCKER = (
     "/usr/bin/docker" if Path("/usr/bin/docker").exists() else shutil.which("docker") or "docker"
@@ -753,11 +760,16 @@ def test_check_job_fails_on_a_formatting_error(default_pipeline: Pipeline) -> No
     assert "Diff in" in output and "badly_formatted" in output
 
 
-def publish_override(repo: Path) -> Path:
-    """The tag pipeline with publish on the host engine instead of docker-in-docker.
+# Inside the publish job the engine's socket is where docker-in-docker jobs expect one.
+ENGINE_IN_JOB = "/var/run/docker.sock"
 
-    The job's real build step (.runtime_image) with --network host (this machine's
-    engine has no bridge network); no registry here, so no login and no push.
+
+def publish_override(repo: Path) -> Path:
+    """The tag pipeline with publish on the suite's engine instead of docker-in-docker.
+
+    The job's real build step (.runtime_image) with --network host (the engine has no
+    bridge network); no registry here, so no login and no push. The engine's socket is
+    mounted where the job looks for it (ENGINE_IN_JOB).
     """
     raw = load_ci(repo / GITLAB_CI)
     build = [
@@ -771,7 +783,7 @@ def publish_override(repo: Path) -> Path:
             "image": HELPER_IMAGE,
             "services": [],
             "variables": {
-                "DOCKER_HOST": "unix:///var/run/docker.sock",
+                "DOCKER_HOST": f"unix://{ENGINE_IN_JOB}",
                 "DOCKER_TLS_CERTDIR": "",
                 "DOCKER_TLS_VERIFY": "",
                 "DOCKER_CERT_PATH": "",
@@ -813,7 +825,7 @@ def test_tag_pipeline_builds_publishes_an_image_that_answers(
         override.name,
         *tag_args("v1.0.0"),
         "--volume",
-        "/var/run/docker.sock:/var/run/docker.sock",
+        f"{suite_engine_socket()}:{ENGINE_IN_JOB}",
     )
     output = output_of(result)
     assert default_pipeline.result(output) == {"build": "PASS", "test": "PASS", "publish": "PASS"}
