@@ -4,11 +4,13 @@
     .venv/bin/python benchmarks/containers.py            # everything (about 10 minutes on 2 cores)
     .venv/bin/python benchmarks/containers.py --sizes    # only the compressed image sizes
 
-Prints one line per figure; copy the output into docs/containers.md. Uses the same
-engine, base images and host networking as the container tests (tests/docker_harness.py).
+Prints one line per figure; copy the output into docs/containers.md. Uses the test
+suite's own engine (scripts/docker-engine.sh; importing tests/docker_harness.py sets
+DOCKER_HOST), its base images and host networking, never the engine on the default socket.
 The cold build renders a project under a fresh slug, so its BuildKit cache mounts and
-layers start empty (base images excepted); each run leaves that cache behind
-(`docker builder prune` reclaims it).
+layers start empty (base images excepted); each run leaves that cache behind in the
+suite's engine (`DOCKER_HOST=$(scripts/docker-engine.sh host) docker builder prune`
+reclaims it).
 """
 
 from __future__ import annotations
@@ -178,7 +180,8 @@ def main() -> None:
         text=True,
         check=False,
     ).stdout.strip()
-    say(f"answers: rust {default_answers()['rust_version']}, engine {engine}")
+    rust = default_answers()["rust_version"]
+    say(f"answers: rust {rust}, engine {engine} at {docker_env()['DOCKER_HOST']}")
     with tempfile.TemporaryDirectory(prefix="bench-containers-") as tmp:
         root = Path(tmp)
         sizes(root)

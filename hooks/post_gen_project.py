@@ -323,7 +323,7 @@ def birth_time(path: Path) -> float | None:
     """When the folder was created, where the system records it."""
     born = getattr(path.stat(), "st_birthtime", None)  # macOS, BSD
     if born is None:
-        result = subprocess.run(["stat", "-c", "%W", str(path)], capture_output=True, text=True)
+        result = subprocess.run(["stat", "-c", "%.9W", str(path)], capture_output=True, text=True)
         born = float(result.stdout) if result.returncode == 0 and result.stdout.strip() else 0
     return born or None
 
@@ -340,10 +340,16 @@ def copier_started() -> float | None:
         return None
 
 
+# copier imports for far longer than this before it writes anything, and the kernel
+# rounds a process's start down to 10 ms: a folder born this soon after the start
+# estimate is the user's.
+STARTUP_MARGIN_S = 0.05
+
+
 def created_by_this_run(directory: Path, started: float | None) -> bool:
     """Unknown counts as the user's: a folder the user had is never removed."""
     born = birth_time(directory)
-    return started is not None and born is not None and born >= started
+    return started is not None and born is not None and born > started + STARTUP_MARGIN_S
 
 
 def undo_copier_files(answers: dict[str, str], answers_file: Path) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import http.client
 import importlib.util
 import json
@@ -10,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -182,3 +184,61 @@ def load_hook(name: str) -> ModuleType:
     sys.modules[name] = module  # dataclasses look their module up while loading
     spec.loader.exec_module(module)
     return module
+
+
+# ---------------------------------------------------------------- the suite's Docker engine
+ENGINE_SCRIPT = TEMPLATE_DIR / "scripts" / "docker-engine.sh"
+# Where a user's own engine listens (the docker CLI's default).
+DEFAULT_DOCKER_SOCKET = Path("/var/run/docker.sock")
+STANDIN_LABEL = "org.template.standin=1"
+
+
+@functools.cache
+def suite_engine_host() -> str:
+    """DOCKER_HOST of the suite's own engine; scripts/docker-engine.sh decides where it is."""
+    return run(["bash", str(ENGINE_SCRIPT), "host"], timeout=30).stdout.strip()
+
+
+def suite_engine_socket() -> Path:
+    return Path(suite_engine_host().removeprefix("unix://"))
+
+
+def use_suite_engine() -> str:
+    """Point every docker client this process starts at the suite's engine.
+
+    The docker CLI, compose, buildx, gitlab-ci-local and the post-generation hook all
+    inherit DOCKER_HOST, which wins over a docker context; nothing reaches the user's
+    engine, where stand-ins under official names would feed their real builds.
+    """
+    host = suite_engine_host()
+    os.environ["DOCKER_HOST"] = host
+    os.environ.pop("DOCKER_CONTEXT", None)
+    return host
+
+
+def engine_api(socket_path: Path, path: str, timeout: float = 10) -> tuple[int, str] | None:
+    """GET on a Docker engine's unix socket: (status, body), or None when nothing answers."""
+    conn = http.client.HTTPConnection("localhost", timeout=timeout)
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(str(socket_path))
+        conn.sock = sock
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def standin_images_on(socket_path: Path) -> list[str] | None:
+    """Tags (or ids) of the images labelled as stand-ins; None when no engine answers there."""
+    query = urllib.parse.quote(json.dumps({"label": [STANDIN_LABEL]}))
+    answer = engine_api(socket_path, f"/images/json?filters={query}")
+    if answer is None:
+        return None
+    status, body = answer
+    assert status == 200, f"{socket_path}: GET /images/json -> {status} {body[:500]}"
+    return [", ".join(image.get("RepoTags") or []) or image["Id"] for image in json.loads(body)]

@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,9 +68,8 @@ def answer_id(answers: dict[str, str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def rendered_variants(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    root = tmp_path_factory.mktemp("container-files")
-    return [render(root / answer_id(answers), **answers) for answers in CONTAINER_ANSWERS]
+def rendered_variants(cookies_session: Any) -> list[Path]:
+    return [render(cookies_session, **answers) for answers in CONTAINER_ANSWERS]
 
 
 def dockerfile_args(text: str) -> dict[str, str]:
@@ -155,6 +155,44 @@ def test_every_base_image_the_dockerfiles_name_has_a_stand_in_recipe(
     assert named <= set(listing), f"images without a stand-in: {named - set(listing)}"
 
 
+def resolved_from_lines(dockerfile: str) -> list[str]:
+    """Each FROM line's image with the ARG defaults applied (ARGs may name ARGs)."""
+    args = dockerfile_args(dockerfile)
+    refs = []
+    for ref in re.findall(r"^FROM (\S+)", dockerfile, flags=re.M):
+        while "${" in ref:
+            ref = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], ref)
+        refs.append(ref)
+    return refs
+
+
+def test_generated_dockerfiles_name_the_official_base_images(
+    rendered_variants: list[Path],
+) -> None:
+    """Stand-ins live only in the suite's engine: the files users get are never rewritten.
+
+    The tests build these very files, so a stand-in under another name would have to be
+    written into them; this pins the official names for every release and runtime.
+    """
+    rust = default_answers()["rust_version"]
+    for project, answers in zip(rendered_variants, CONTAINER_ANSWERS, strict=True):
+        release = answers["debian_release"]
+        number = {"bookworm": "12", "trixie": "13"}[release]
+        runtime = (project / "Dockerfile").read_text()
+        stages = set(re.findall(r"^FROM \S+ AS (\S+)$", runtime, flags=re.M))
+        assert set(resolved_from_lines(runtime)) - stages - {"scratch"} == {
+            f"rust:{rust}-slim-{release}",
+            f"debian:{release}-slim",
+            f"gcr.io/distroless/cc-debian{number}:nonroot",
+        }, project
+        assert resolved_from_lines((project / "dev.Dockerfile").read_text()) == [
+            f"rust:{rust}-{release}"
+        ]
+        builder = (project / "ci" / "builder.Dockerfile").read_text()
+        assert resolved_from_lines(builder) == [f"rust:{rust}-{release}"]
+        assert dockerfile_args(builder)["RUST_IMAGE"] == "rust:${RUST_VERSION}-${DEBIAN_RELEASE}"
+
+
 def test_compose_file_is_valid_against_the_compose_spec(rendered_variants: list[Path]) -> None:
     checker = require("check-jsonschema")
     files = [str(p / "compose.yaml") for p in rendered_variants]
@@ -204,12 +242,15 @@ def devcontainer_compose_files(resolved: dict) -> list[Path]:
     return [(folder / file).resolve() for file in ([files] if isinstance(files, str) else files)]
 
 
+# read-configuration asks the engine for an existing dev container (`docker ps`) and
+# fails when none answers, hence the docker tier.
+@pytest.mark.docker
 @pytest.mark.parametrize("answers", [{}, {"project_name": "Desk Two", "port": "8080"}])
 def test_devcontainer_opens_the_compose_service_that_serves_the_port(
-    answers: dict[str, str], tmp_path: Path
+    answers: dict[str, str], cookies: Any, docker_engine: str
 ) -> None:
     require_compose()
-    project = render(tmp_path / "devcontainer", **answers)
+    project = render(cookies, **answers)
     port = int(default_answers(**answers)["port"])
     resolved = read_devcontainer(project)
     config = resolved["configuration"]
@@ -308,10 +349,10 @@ async fn echo(body: web::Bytes) -> web::Bytes {
 
 
 @pytest.fixture(scope="module")
-def busy_image(runtime_images, tmp_path_factory: pytest.TempPathFactory) -> Build:
+def busy_image(runtime_images, cookies_session: Any) -> Build:
     """The default cell's image, built from a copy with BUSY_ROUTE (on the warm cache)."""
     runtime_images.get("bookworm", "debian-slim")
-    project = render(tmp_path_factory.mktemp("busy") / "busy")
+    project = render(cookies_session)
     routes = project / "src" / "routes.rs"
     original = routes.read_text()
     assert ".service(greet)" in original, "routes moved: update this test"
@@ -499,9 +540,10 @@ def test_one_line_route_change_recompiles_only_the_service_crate(
     runtime_images,
     run_container,
     tmp_path: Path,
+    cookies: Any,
 ) -> None:
     runtime_images.get("bookworm", "debian-slim")  # the cold build fills the cache mounts
-    project = render(tmp_path / "rebuild")
+    project = render(cookies)
     routes = project / "src" / "routes.rs"
     original = routes.read_text()
     assert '"Hello {name}!"' in original, "the greeting moved: update this test"
@@ -521,11 +563,12 @@ def test_ci_can_wrap_a_prebuilt_binary_in_the_same_runtime_image(
     runtime_images,
     run_container,
     tmp_path: Path,
+    cookies: Any,
     variant: str,
 ) -> None:
     # scratch takes the static binary that CI's build job makes for that answer.
     built = runtime_images.get("bookworm", variant)
-    project = render(tmp_path / "prebuilt", runtime_image=variant)
+    project = render(cookies, runtime_image=variant)
     (project / "target" / "release").mkdir(parents=True)
     extract(built.tag, binary_path(built), project / "target" / "release" / SLUG)
     build = build_image(
@@ -589,9 +632,10 @@ def test_dev_loop_serves_the_edit_without_refusing_a_request(
     watcher: str,
     base_images,
     tmp_path: Path,
+    cookies: Any,
 ) -> None:
     require_compose()
-    project = render(tmp_path / "dev", dev_watcher=watcher)
+    project = render(cookies, dev_watcher=watcher)
     port = free_port()
     override = host_network_override(tmp_path / "compose.host-network.yaml", ["app"])
     files = [project / "compose.yaml", override]
@@ -634,13 +678,15 @@ def test_dev_loop_serves_the_edit_without_refusing_a_request(
 
 
 @pytest.mark.docker
-def test_devcontainer_up_serves_pete_inside_the_dev_container(base_images, tmp_path: Path) -> None:
+def test_devcontainer_up_serves_pete_inside_the_dev_container(
+    base_images, tmp_path: Path, cookies: Any
+) -> None:
     """What an editor does: `devcontainer up` on the generated project, then a request from
     inside the dev container. The loopback-only compose override is added through an
     override configuration (the user's devcontainer.json plus one more compose file)."""
     devcontainer = require("devcontainer")
     require_compose()
-    project = render(tmp_path / "devcontainer-up")
+    project = render(cookies)
     port = free_port()
     name = f"template-devc-{uuid.uuid4().hex[:8]}"
     resolved = read_devcontainer(project)

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -28,11 +29,13 @@ pytest.register_assert_rewrite("docker_harness")
 from docker_harness import Container  # noqa: E402
 from support import (  # noqa: E402
     DEFAULT_SLUG,
+    bake,
     default_answers,
     free_port,
     render_cookiecutter,
     require,
     run,
+    suite_engine_socket,
 )
 
 # The container tier's engine, base images and container fixtures.
@@ -111,16 +114,14 @@ def load_ci(path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> Render:
+def rendered(cookies_session: Any) -> Render:
     """Render once per answer set: rendered(ci_provider="both", sccache_backend="redis")."""
     cache: dict[tuple, Path] = {}
 
     def render(**answers: str) -> Path:
         key = tuple(sorted(answers.items()))
         if key not in cache:
-            cache[key] = render_cookiecutter(
-                tmp_path_factory.mktemp("ci"), **default_answers(**answers)
-            )
+            cache[key] = bake(cookies_session, **default_answers(**answers))
         return cache[key]
 
     return render
@@ -529,11 +530,11 @@ def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path) -> None:
 
 # ================================================================== slow tier: real runs
 #
-# gitlab-ci-local runs the generated pipeline with its docker executor on this machine's
-# engine: host networking only, the builder image built from the generated
-# ci/builder.Dockerfile, and a helper image (sh, bash, rsync, git, docker CLI) built from
-# the Debian stand-in. Each image is built once per session (the engine's layer cache
-# makes a later session's rebuild instant).
+# gitlab-ci-local runs the generated pipeline with its docker executor on the suite's own
+# engine (it calls the docker CLI, which follows DOCKER_HOST): host networking only, the
+# builder image built from the generated ci/builder.Dockerfile, and a helper image (sh,
+# bash, rsync, git, docker CLI) built from the Debian stand-in. Each image is built once
+# per session (the engine's layer cache makes a later session's rebuild instant).
 
 DOCKER = (
     "/usr/bin/docker" if Path("/usr/bin/docker").exists() else shutil.which("docker") or "docker"
@@ -590,6 +591,7 @@ def build_builder_image(workdir: Path) -> str:
     local-disk and the Redis runs share one image. Its base is the official-image
     stand-in plus the machine's CA certificates (test-only).
     """
+    # Shared with benchmarks/pipeline.py, which runs without pytest's fixtures.
     project = render_cookiecutter(workdir / "render", **default_answers())
     variables = load_ci(project / GITLAB_CI)["variables"]
     base = f"rust:{variables['RUST_VERSION']}-{variables['DEBIAN_RELEASE']}"
@@ -753,9 +755,12 @@ def pipeline_for(project: Path, root: Path, builder: str, helper: str) -> Pipeli
 
 @pytest.fixture(scope="module")
 def default_pipeline(
-    builder_image: str, helper_image: str, tmp_path_factory: pytest.TempPathFactory
+    builder_image: str,
+    helper_image: str,
+    cookies_session: Any,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Pipeline:
-    project = render_cookiecutter(tmp_path_factory.mktemp("pipeline-render"), **default_answers())
+    project = bake(cookies_session, **default_answers())
     return pipeline_for(project, tmp_path_factory.mktemp("pipeline"), builder_image, helper_image)
 
 
@@ -810,11 +815,16 @@ def test_check_job_fails_on_a_formatting_error(default_pipeline: Pipeline) -> No
     assert "Diff in" in output and "badly_formatted" in output
 
 
-def publish_override(repo: Path) -> Path:
-    """The tag pipeline with publish on the host engine instead of docker-in-docker.
+# Inside the publish job the engine's socket is where docker-in-docker jobs expect one.
+ENGINE_IN_JOB = "/var/run/docker.sock"
 
-    The job's real build step (.runtime_image) with --network host (this machine's
-    engine has no bridge network); no registry here, so no login and no push.
+
+def publish_override(repo: Path) -> Path:
+    """The tag pipeline with publish on the suite's engine instead of docker-in-docker.
+
+    The job's real build step (.runtime_image) with --network host (the engine has no
+    bridge network); no registry here, so no login and no push. The engine's socket is
+    mounted where the job looks for it (ENGINE_IN_JOB).
     """
     raw = load_ci(repo / GITLAB_CI)
     build = [
@@ -828,7 +838,7 @@ def publish_override(repo: Path) -> Path:
             "image": HELPER_IMAGE,
             "services": [],
             "variables": {
-                "DOCKER_HOST": "unix:///var/run/docker.sock",
+                "DOCKER_HOST": f"unix://{ENGINE_IN_JOB}",
                 "DOCKER_TLS_CERTDIR": "",
                 "DOCKER_TLS_VERIFY": "",
                 "DOCKER_CERT_PATH": "",
@@ -870,7 +880,7 @@ def test_tag_pipeline_builds_publishes_an_image_that_answers(
         override.name,
         *tag_args("v1.0.0"),
         "--volume",
-        "/var/run/docker.sock:/var/run/docker.sock",
+        f"{suite_engine_socket()}:{ENGINE_IN_JOB}",
     )
     output = output_of(result)
     assert default_pipeline.result(output) == {"build": "PASS", "test": "PASS", "publish": "PASS"}
@@ -947,12 +957,11 @@ def test_redis_backend_shares_the_cache_with_a_second_fresh_runner(
     builder_image: str,
     helper_image: str,
     redis_server: str,
+    cookies: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """Two runners, each with an empty cargo home, target dir and GitLab cache."""
-    project = render_cookiecutter(
-        tmp_path_factory.mktemp("redis-render"), **default_answers(sccache_backend="redis")
-    )
+    project = bake(cookies, **default_answers(sccache_backend="redis"))
     stats = {}
     for runner in ("first", "second"):
         pipeline = pipeline_for(

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import yaml
@@ -21,13 +22,13 @@ from support import (
     DEFAULT_SLUG,
     IN_CI,
     TEMPLATE_DIR,
+    bake,
     cookiecutter_cli,
     cookiecutter_config,
     copier_cli,
     default_answers,
     load_hook,
     questions,
-    render_cookiecutter,
     render_copier,
 )
 
@@ -88,10 +89,10 @@ def test_the_table_covers_every_expected_slug() -> None:
 
 @pytest.mark.parametrize(("project_name", "slug"), SLUGS)
 def test_both_engines_derive_the_expected_slug(
-    tmp_path: Path, project_name: str, slug: str
+    tmp_path: Path, cookies: Any, project_name: str, slug: str
 ) -> None:
     answers = names_answers(project_name)
-    by_cookiecutter = render_cookiecutter(tmp_path / "cookiecutter", **answers)
+    by_cookiecutter = bake(cookies, **answers)
     by_copier = render_copier(tmp_path / "copier", **answers)
     from_copier = yaml.safe_load((by_copier / ".copier-answers.yml").read_text())["slug"]
     assert (by_cookiecutter.name, from_copier) == (slug, slug)
