@@ -29,6 +29,7 @@ from docker_harness import (  # noqa: E402
     RUNTIME_CELLS,
     Build,
     ComposeProject,
+    Container,
     NotHostNetworking,
     build_image,
     check_host_networking,
@@ -362,6 +363,26 @@ def busy_image(runtime_images, cookies_session: Any) -> Build:
     return build_image(project, f"template-test/busy-{SLUG}:bookworm-debian-slim")
 
 
+def stop_and_wait_until_it_begins(container: Container) -> subprocess.Popen:
+    """`docker stop` with two seconds of grace (a service that ignores SIGTERM is killed,
+    exit 137), returned once the service has really begun to stop."""
+    stopper = subprocess.Popen(
+        [*docker_cmd(), "stop", "-t", "2", container.name],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=docker_env(),
+    )
+    wait_until_stop_begins(container.name, container.port)
+    return stopper
+
+
+def assert_stopped_cleanly(stopper: subprocess.Popen, container: Container) -> None:
+    assert stopper.wait(timeout=60) == 0, stopper.stderr.read() if stopper.stderr else ""
+    state = json.loads(docker("inspect", "--format", "{{json .State}}", container.name).stdout)
+    assert state["ExitCode"] == 0, f"not a clean exit on SIGTERM: {state}"
+    assert not state["OOMKilled"]
+
+
 @pytest.mark.docker
 def test_docker_stop_finishes_the_in_flight_request_and_exits_by_itself(
     busy_image: Build, run_container
@@ -381,14 +402,7 @@ def test_docker_stop_finishes_the_in_flight_request_and_exits_by_itself(
         answer += chunk
     assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), answer
     answer = answer.removeprefix(b"HTTP/1.1 100 Continue\r\n\r\n")
-    # Two seconds of grace: a service that ignores SIGTERM is killed (exit 137).
-    stopper = subprocess.Popen(
-        [*docker_cmd(), "stop", "-t", "2", container.name],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=docker_env(),
-    )
-    wait_until_stop_begins(container.name, container.port)
+    stopper = stop_and_wait_until_it_begins(container)
     conn.sendall(b"67890")
     try:
         while chunk := conn.recv(65536):
@@ -397,11 +411,9 @@ def test_docker_stop_finishes_the_in_flight_request_and_exits_by_itself(
         raise AssertionError(f"the in-flight request was dropped: {answer!r}") from err
     finally:
         conn.close()
-    assert stopper.wait(timeout=60) == 0, stopper.stderr.read() if stopper.stderr else ""
+    assert_stopped_cleanly(stopper, container)
     assert answer.startswith(b"HTTP/1.1 200"), answer
     assert answer.endswith(b"1234567890"), answer
-    state = json.loads(docker("inspect", "--format", "{{json .State}}", container.name).stdout)
-    assert state["ExitCode"] == 0, f"not a clean exit on SIGTERM: {state}"
 
 
 @pytest.mark.docker
@@ -412,17 +424,8 @@ def test_docker_stop_reaches_the_service_and_it_exits_cleanly(
     """Every image delivers SIGTERM to the service (PID 1 in distroless and scratch)."""
     container = run_container(runtime_images.get(*cell).tag)
     assert container.get("/Pete") == (200, "Hello Pete!")
-    stopper = subprocess.Popen(
-        [*docker_cmd(), "stop", "-t", "2", container.name],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=docker_env(),
-    )
-    wait_until_stop_begins(container.name, container.port)
-    assert stopper.wait(timeout=60) == 0, stopper.stderr.read() if stopper.stderr else ""
-    state = json.loads(docker("inspect", "--format", "{{json .State}}", container.name).stdout)
-    assert state["ExitCode"] == 0, f"not a clean exit on SIGTERM: {state}"
-    assert not state["OOMKilled"]
+    stopper = stop_and_wait_until_it_begins(container)
+    assert_stopped_cleanly(stopper, container)
 
 
 def docker_cmd() -> list[str]:
