@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,40 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+# Seconds spent per tier (setup, call and teardown of its tests, so a session fixture's
+# cost lands in the tier that first needs it), printed for docs/results.md.
+TIERS = ("update", "pipeline", "docker", "slow")
+TIER_SECONDS = pytest.StashKey[dict[str, float]]()
+TIER_OF_TEST = pytest.StashKey[str]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    config.stash[TIER_SECONDS] = {}
+    for item in items:
+        item.stash[TIER_OF_TEST] = next(
+            (tier for tier in TIERS if item.get_closest_marker(tier)), "fast"
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator:
+    started = time.monotonic()
+    try:
+        return (yield)
+    finally:
+        tier = item.stash.get(TIER_OF_TEST, "fast")
+        seconds = item.config.stash.setdefault(TIER_SECONDS, {})
+        seconds[tier] = seconds.get(tier, 0.0) + time.monotonic() - started
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Printed by pytest after pytest_sessionfinish, just above the final counts."""
+    seconds = terminalreporter.config.stash.get(TIER_SECONDS, {})
+    if seconds:
+        terminalreporter.write_line(
+            "time per tier: "
+            + ", ".join(f"{tier} {seconds[tier]:.0f} s" for tier in sorted(seconds))
+        )
     findings = terminalreporter.config.stash.get(USERS_ENGINE_FINDINGS, [])
     if findings:
         terminalreporter.section("the user's Docker engine was touched", red=True, bold=True)
