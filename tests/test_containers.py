@@ -270,6 +270,35 @@ def test_runtime_image_answers_curl_as_a_non_root_user(cell, runtime_images, run
     assert user and not user.startswith(("0", "root")), user
 
 
+@pytest.mark.docker
+@pytest.mark.parametrize("cell", RUNTIME_CELLS, ids=cell_id)
+def test_healthcheck_works_without_a_shell_and_names_resolve_from_etc_hosts(
+    cell, runtime_images, run_container, tmp_path: Path
+) -> None:
+    """The binary probes itself (HEALTHCHECK, compose, Kubernetes), and resolves a host
+    name from the container's /etc/hosts: in scratch too (static glibc, nsswitch.conf)."""
+    image = runtime_images.get(*cell)
+    container = run_container(image.tag, "--add-host", "service.test.internal:127.0.0.1")
+    health = json.loads(
+        docker("inspect", "--format", "{{json .Config.Healthcheck}}", image.tag).stdout
+    )
+    binary = binary_path(image)
+    assert health["Test"] == ["CMD", binary, "healthcheck"], health
+    for probe in (["healthcheck"], ["healthcheck", "live"]):
+        docker("exec", container.name, binary, *probe)
+    url = f"http://service.test.internal:{container.port}/readyz"
+    docker("exec", container.name, binary, "healthcheck", url)
+    unknown = docker(
+        "exec", container.name, binary, "healthcheck", "http://no-such-host.invalid:1/", check=False
+    )
+    assert unknown.returncode == 1
+    if cell[1] == "scratch":
+        certs = extract(image.tag, "/etc/ssl/certs/ca-certificates.crt", tmp_path / "certs")
+        assert "BEGIN CERTIFICATE" in certs.read_text()
+        passwd = extract(image.tag, "/etc/passwd", tmp_path / "passwd").read_text()
+        assert passwd.startswith("nonroot:x:65532:65532:"), passwd
+
+
 def wait_until_stop_begins(container: str, port: int, timeout: float = 10) -> None:
     """SIGTERM reached the service: it stopped accepting or logged its shutdown."""
     deadline = time.monotonic() + timeout
@@ -294,7 +323,8 @@ def test_docker_stop_finishes_the_in_flight_request_and_exits_by_itself(
     run_container,
 ) -> None:
     image = runtime_images.get(*cell)
-    container = run_container(image.tag)
+    # A short drain: readiness turns 503 but requests are still accepted for a second.
+    container = run_container(image.tag, "-e", "DRAIN_SECS=1")
     # A request in flight: its body is still being uploaded when SIGTERM arrives.
     conn = socket.create_connection(("127.0.0.1", container.port), timeout=30)
     conn.sendall(
@@ -302,9 +332,10 @@ def test_docker_stop_finishes_the_in_flight_request_and_exits_by_itself(
         b"Content-Length: 10\r\n\r\n12345"
     )
     time.sleep(0.3)
-    # Two seconds of grace: a service that ignores SIGTERM is killed (exit 137).
+    # Five seconds of grace, more than the drain plus this request: a service that
+    # ignores SIGTERM is killed (exit 137).
     stopper = subprocess.Popen(
-        [*docker_cmd(), "stop", "-t", "2", container.name],
+        [*docker_cmd(), "stop", "-t", "5", container.name],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

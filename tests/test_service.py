@@ -49,7 +49,7 @@ NON_DEFAULT = {"project_name": "Svc 42 Demo", "slug": "svc-42-demo", "port": "80
 def service_env(**variables: str) -> dict[str, str]:
     """No drain by default: the tests that restart the service need no load balancer."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
-    env.update(RUST_LOG="info", DRAIN_SECS="0", LOG_FORMAT="json", **variables)
+    env.update({"RUST_LOG": "info", "DRAIN_SECS": "0", "LOG_FORMAT": "json", **variables})
     return env
 
 
@@ -338,18 +338,18 @@ def test_a_real_prometheus_scrapes_requests_by_route_template(
         f"--web.listen-address=127.0.0.1:{prometheus_port}",
     ]
 
-    def query(expression: str) -> list[dict[str, object]]:
+    def query(expression: str) -> list[dict[str, object]] | None:
+        """The result, or None while Prometheus starts (503 until its storage is ready)."""
         path = "/api/v1/query?" + urllib.parse.urlencode({"query": expression})
-        status, body = http_get(prometheus_port, path)
-        assert status == 200, body
-        return json.loads(body)["data"]["result"]
+        try:
+            status, body = http_get(prometheus_port, path)
+        except OSError:
+            return None
+        return json.loads(body)["data"]["result"] if status == 200 else None
 
     def series_value(expression: str) -> float:
-        try:
-            result = query(expression)
-        except OSError:
-            return -1
-        return float(result[0]["value"][1]) if len(result) == 1 else -1
+        result = query(expression)
+        return float(result[0]["value"][1]) if result and len(result) == 1 else -1
 
     service_log, prometheus_log = tmp_path / "service.log", tmp_path / "prometheus.log"
     with (

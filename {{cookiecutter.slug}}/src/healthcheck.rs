@@ -18,7 +18,9 @@ pub fn target(argument: Option<&str>, config: &Config) -> io::Result<(Vec<Socket
         Some("live") => local("/livez"),
         Some(url) => {
             let rest = url.strip_prefix("http://").ok_or_else(|| {
-                invalid(format!("expected live, ready or an http:// URL, not {url:?}"))
+                invalid(format!(
+                    "expected live, ready or an http:// URL, not {url:?}"
+                ))
             })?;
             let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
             let addresses = authority.to_socket_addrs()?.collect();

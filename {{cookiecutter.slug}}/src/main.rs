@@ -4,9 +4,8 @@ use std::process::ExitCode;
 use tracing::{error, info};
 
 use {{ cookiecutter.slug|replace('-', '_') }}::config::Config;
-use {{ cookiecutter.slug|replace('-', '_') }}::{
-    Application, drain_and_stop, healthcheck, listener, run, telemetry,
-};
+use {{ cookiecutter.slug|replace('-', '_') }}::{Application, drain_and_stop, listener, run};
+use {{ cookiecutter.slug|replace('-', '_') }}::{healthcheck, telemetry};
 
 fn main() -> ExitCode {
     let config = match Config::from_env() {

@@ -128,7 +128,10 @@ impl Metrics {
             for (bound, count) in BUCKETS.iter().zip(series.buckets) {
                 cumulative += count;
                 let labels = labels(method, route, *status, Some(&bound.to_string()));
-                let _ = writeln!(out, "http_request_duration_seconds_bucket{labels} {cumulative}");
+                let _ = writeln!(
+                    out,
+                    "http_request_duration_seconds_bucket{labels} {cumulative}"
+                );
             }
             let all = labels(method, route, *status, Some("+Inf"));
             let labels = labels(method, route, *status, None);
@@ -220,8 +223,16 @@ fn process_metrics(out: &mut String, started: Option<u64>) {
         })
     };
     for (metric, field, help) in [
-        ("process_resident_memory_bytes", "VmRSS", "Resident memory size"),
-        ("process_virtual_memory_bytes", "VmSize", "Virtual memory size"),
+        (
+            "process_resident_memory_bytes",
+            "VmRSS",
+            "Resident memory size",
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "VmSize",
+            "Virtual memory size",
+        ),
     ] {
         if let Some(kb) = kilobytes(field) {
             let _ = writeln!(
@@ -262,7 +273,12 @@ mod tests {
         let ms = Duration::from_millis;
         lock(&first).record(&Method::GET, "/{name}".into(), StatusCode::OK, ms(2));
         lock(&second).record(&Method::GET, "/{name}".into(), StatusCode::OK, ms(20));
-        lock(&second).record(&Method::from_bytes(b"BREW").unwrap(), UNMATCHED.into(), StatusCode::NOT_FOUND, ms(0));
+        lock(&second).record(
+            &Method::from_bytes(b"BREW").unwrap(),
+            UNMATCHED.into(),
+            StatusCode::NOT_FOUND,
+            ms(0),
+        );
         let text = metrics.render();
         let series = labels("GET", "/{name}", 200, None);
         let bucket = |le| labels("GET", "/{name}", 200, Some(le));
@@ -271,6 +287,10 @@ mod tests {
         has(format!("_bucket{} 1\n", bucket("0.005")));
         has(format!("_bucket{} 2\n", bucket("0.025")));
         has(format!("_bucket{} 2\n", bucket("+Inf")));
-        assert!(text.contains(r#"http_requests_total{method="OTHER",route="unmatched",status="404"} 1"#));
+        assert!(
+            text.contains(
+                r#"http_requests_total{method="OTHER",route="unmatched",status="404"} 1"#
+            )
+        );
     }
 }

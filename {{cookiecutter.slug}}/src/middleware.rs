@@ -160,7 +160,10 @@ where
             let (status, route) = match &outcome {
                 Ok(response) => (
                     response.status(),
-                    response.request().match_pattern().unwrap_or_else(|| UNMATCHED.to_owned()),
+                    response
+                        .request()
+                        .match_pattern()
+                        .unwrap_or_else(|| UNMATCHED.to_owned()),
                 ),
                 // Answered before routing, or the request was lost in a panic.
                 Err(error) => (error.as_response_error().status_code(), UNKNOWN.to_owned()),
@@ -232,7 +235,9 @@ mod tests {
     #[test]
     fn request_ids_are_checked() {
         assert!(is_valid_request_id(b"0b1c2d3e-aaaa-4bbb-8ccc-0123456789ab"));
-        assert!(is_valid_request_id(b"Root=1-67891233-abcdef012345678912345678"));
+        assert!(is_valid_request_id(
+            b"Root=1-67891233-abcdef012345678912345678"
+        ));
         assert!(!is_valid_request_id(b""));
         assert!(!is_valid_request_id(b"with space"));
         assert!(!is_valid_request_id(b"quote\"d"));

@@ -117,7 +117,10 @@ fn write_out(shared: &Shared, mut out: impl Write) {
         let closed = {
             let mut state = shared.lock();
             while state.pending.is_empty() && !state.closed {
-                state = shared.wake.wait(state).unwrap_or_else(PoisonError::into_inner);
+                state = shared
+                    .wake
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
             }
             mem::swap(&mut state.pending, &mut batch);
             state.closed

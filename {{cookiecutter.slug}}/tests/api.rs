@@ -14,12 +14,16 @@ use actix_web::{test as actix_test, web};
 // The crate under test.
 use {{ cookiecutter.slug|replace('-', '_') }}::config::Config;
 use {{ cookiecutter.slug|replace('-', '_') }}::operations::Readiness;
-use {{ cookiecutter.slug|replace('-', '_') }}::{AppState, Application, app, drain_and_stop, listener, run};
+use {{ cookiecutter.slug|replace('-', '_') }}::{AppState, Application, app};
+use {{ cookiecutter.slug|replace('-', '_') }}::{drain_and_stop, listener, run};
 
 // ---------------------------------------------------------------- in-process
 
 /// Sends `request` through the full app (middleware included).
-async fn call(state: AppState, request: actix_test::TestRequest) -> (StatusCode, Vec<(String, String)>, String) {
+async fn call(
+    state: AppState,
+    request: actix_test::TestRequest,
+) -> (StatusCode, Vec<(String, String)>, String) {
     let app = actix_test::init_service(app(state)).await;
     let response = actix_test::try_call_service(&app, request.to_request()).await;
     // The server turns an error into its response, as here.
@@ -49,32 +53,50 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 #[actix_web::test]
 async fn a_name_is_greeted() {
-    let (status, headers, body) = call(AppState::default(), actix_test::TestRequest::get().uri("/Pete")).await;
+    let (status, headers, body) = call(
+        AppState::default(),
+        actix_test::TestRequest::get().uri("/Pete"),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(body, "Hello Pete!");
-    assert_eq!(header(&headers, "content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("text/plain; charset=utf-8")
+    );
     assert_eq!(header(&headers, "x-content-type-options"), Some("nosniff"));
     assert_eq!(header(&headers, "server"), None, "no framework banner");
 }
 
 #[actix_web::test]
 async fn root_health_and_percent_encoding() {
-    let get = |uri: &'static str| call(AppState::default(), actix_test::TestRequest::get().uri(uri));
+    let get =
+        |uri: &'static str| call(AppState::default(), actix_test::TestRequest::get().uri(uri));
     assert_eq!(get("/").await.2, "Hello World!");
     assert_eq!(get("/Ada%20Lovelace").await.2, "Hello Ada Lovelace!");
     let (status, headers, body) = get("/health").await;
-    assert_eq!((status.as_u16(), body.as_str()), (200, r#"{"status":"ok"}"#));
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (200, r#"{"status":"ok"}"#)
+    );
     assert_eq!(header(&headers, "content-type"), Some("application/json"));
     assert_eq!(get("/Pete/and/friends").await.0, 404);
 }
 
 #[actix_web::test]
 async fn a_valid_request_id_is_kept_and_a_bad_one_replaced() {
-    let with_id = |id: &'static str| actix_test::TestRequest::get().uri("/").insert_header(("x-request-id", id));
+    let with_id = |id: &'static str| {
+        actix_test::TestRequest::get()
+            .uri("/")
+            .insert_header(("x-request-id", id))
+    };
     let (_, headers, _) = call(AppState::default(), with_id("trace-42")).await;
     assert_eq!(header(&headers, "x-request-id"), Some("trace-42"));
 
-    for request in [with_id("bad id with spaces"), actix_test::TestRequest::get().uri("/")] {
+    for request in [
+        with_id("bad id with spaces"),
+        actix_test::TestRequest::get().uri("/"),
+    ] {
         let (_, headers, _) = call(AppState::default(), request).await;
         let id = header(&headers, "x-request-id").expect("an id is generated");
         assert_eq!(id.len(), 32);
@@ -102,7 +124,11 @@ async fn a_panicking_handler_answers_500_and_the_app_keeps_serving() {
     let response = error.error_response();
     assert_eq!(response.status(), 500);
     assert_eq!(response.headers().get("x-request-id").unwrap(), "panic-1");
-    let after = actix_test::call_service(&app, actix_test::TestRequest::get().uri("/Pete").to_request()).await;
+    let after = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::get().uri("/Pete").to_request(),
+    )
+    .await;
     assert_eq!(after.status(), 200);
 }
 
@@ -112,7 +138,9 @@ async fn an_oversized_body_gets_413() {
         max_body_bytes: 10,
         ..AppState::default()
     };
-    let request = actix_test::TestRequest::post().uri("/Pete").set_payload("x".repeat(11));
+    let request = actix_test::TestRequest::post()
+        .uri("/Pete")
+        .set_payload("x".repeat(11));
     let (status, headers, _) = call(state, request).await;
     assert_eq!(status, 413);
     assert!(header(&headers, "x-request-id").is_some());
@@ -137,11 +165,24 @@ async fn metrics_count_by_route_template_never_by_raw_path() {
     }
     let (status, headers, body) = call(state, actix_test::TestRequest::get().uri("/metrics")).await;
     assert_eq!(status, 200);
-    assert!(header(&headers, "content-type").unwrap().starts_with("text/plain; version=0.0.4"));
-    assert!(body.contains(r#"http_requests_total{method="GET",route="/{name}",status="200"} 2"#), "{body}");
-    assert!(body.contains(r#"http_requests_total{method="GET",route="unmatched",status="404"} 1"#), "{body}");
+    assert!(
+        header(&headers, "content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    assert!(
+        body.contains(r#"http_requests_total{method="GET",route="/{name}",status="200"} 2"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"http_requests_total{method="GET",route="unmatched",status="404"} 1"#),
+        "{body}"
+    );
     assert!(!body.contains("Pete") && !body.contains("Paul"), "{body}");
-    assert!(body.contains("http_request_duration_seconds_bucket{"), "{body}");
+    assert!(
+        body.contains("http_request_duration_seconds_bucket{"),
+        "{body}"
+    );
 }
 
 // ---------------------------------------------------------------- real socket
@@ -183,8 +224,14 @@ impl TestApp {
     /// Sends `GET path` and returns the status code and the body.
     fn get(&self, path: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(self.address).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut raw = String::new();
         stream.read_to_string(&mut raw).unwrap();
         let (head, body) = raw.split_once("\r\n\r\n").expect("a complete response");
@@ -220,7 +267,9 @@ fn a_slow_client_is_cut_off() {
         ..Config::default()
     });
     let mut stream = TcpStream::connect(app.address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let started = Instant::now();
     // Half a request head, then nothing.
     stream.write_all(b"GET /Pete HTTP/1.1\r\nHost: te").unwrap();
@@ -229,7 +278,10 @@ fn a_slow_client_is_cut_off() {
     let waited = started.elapsed();
     assert!(waited < Duration::from_secs(5), "cut off after {waited:?}");
     let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
     // Other clients are still served.
     assert_eq!(app.get("/Pete").0, 200);
 }
@@ -248,7 +300,11 @@ fn drain_keeps_serving_with_readiness_503_then_stops() {
     });
     thread::sleep(Duration::from_millis(200));
     assert_eq!(app.get("/readyz").0, 503);
-    assert_eq!(app.get("/Pete").0, 200, "requests are still served while draining");
+    assert_eq!(
+        app.get("/Pete").0,
+        200,
+        "requests are still served while draining"
+    );
     stopper.join().unwrap();
     app.stop().expect("the server stops cleanly");
 }
