@@ -73,11 +73,6 @@ PROFILES = {
         "CARGO_PROFILE_RELEASE_STRIP": "symbols",
         "CARGO_PROFILE_RELEASE_LTO": "thin",
     },
-    "strip+fat-lto+cgu1": {
-        "CARGO_PROFILE_RELEASE_STRIP": "symbols",
-        "CARGO_PROFILE_RELEASE_LTO": "fat",
-        "CARGO_PROFILE_RELEASE_CODEGEN_UNITS": "1",
-    },
 }
 
 
@@ -159,13 +154,21 @@ class Server:
         while chunk := os.read(self.proc.stdout.fileno(), 1 << 20):
             self.drained += len(chunk)
 
-    def peak_rss_mb(self) -> float:
-        pids = [self.proc.pid]
+    def pids(self) -> list[int]:
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        if children.exists():
-            pids += [int(p) for p in children.read_text().split()]
+        return [self.proc.pid, *(int(p) for p in children.read_text().split())]
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time of the server's processes (clock ticks of 1/100 s)."""
+        total = 0
+        for pid in self.pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / 100
+
+    def peak_rss_mb(self) -> float:
         total_kb = 0
-        for pid in pids:
+        for pid in self.pids():
             status = Path(f"/proc/{pid}/status").read_text()
             total_kb += int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1))
         return total_kb / 1024
@@ -180,7 +183,8 @@ class Server:
         self.reader.join(timeout=10)
 
 
-def wrk(port: int, duration: int) -> dict[str, float]:
+def wrk(port: int, duration: int, server: Server | None = None) -> dict[str, float]:
+    cpu_before = server.cpu_seconds() if server else 0.0
     out = subprocess.run(
         [
             *NICE,
@@ -199,7 +203,10 @@ def wrk(port: int, duration: int) -> dict[str, float]:
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    cpu_us = (server.cpu_seconds() - cpu_before) * 1e6 / max(requests, 1) if server else 0.0
     return {
+        "cpu_us": cpu_us,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan"),
         "errors": errors + (int(non_2xx.group(1)) if non_2xx else 0),
@@ -209,13 +216,14 @@ def wrk(port: int, duration: int) -> dict[str, float]:
 def measure(name: str, server: Server, duration: int) -> dict[str, float]:
     try:
         wrk(server.port, 2)  # warm-up: connections, caches, lazily started workers
-        result = wrk(server.port, duration)
+        result = wrk(server.port, duration, server)
         result["rss_mb"] = server.peak_rss_mb()
     finally:
         server.stop()
     print(
         f"  {name:<34} {result['rps']:>9.0f} req/s  p99 {result['p99_ms']:>7.2f} ms  "
-        f"errors {result['errors']:>4.0f}  peak RSS {result['rss_mb']:>6.1f} MB",
+        f"errors {result['errors']:>4.0f}  peak RSS {result['rss_mb']:>6.1f} MB  "
+        f"server CPU {result['cpu_us']:>6.1f} us/request",
         flush=True,
     )
     return result
@@ -294,6 +302,8 @@ def load_comparison(scratch: Path, service: Path, binary: Path, duration: int) -
         f"(a)/(c) {a['rps'] / c['rps']:.1f} (goal >= 20); "
         f"errors (a) {a['errors']:.0f} (goal 0); peak RSS (a) {a['rss_mb']:.1f} MB (goal <= 10)"
     )
+    # CPU per request is steadier than throughput on a machine shared with other work.
+    print(f"  server CPU per request (b)/(a): {b['cpu_us'] / a['cpu_us']:.2f}")
 
 
 # ---------------------------------------------------------------- builds

@@ -49,11 +49,11 @@ DEPENDENCY_CRATE_NAMES = frozenset(
     serde_json serde_urlencoded sharded_slab signal_hook_registry simdutf8 slab
     smallvec socket2 stable_deref_trait syn synstructure thread_local time time_core
     time_macros tinystr tokio tokio_macros tokio_util tracing tracing_attributes
-    tracing_core tracing_log tracing_serde tracing_subscriber unicode_ident
-    unicode_segmentation unicode_xid url utf8_iter utf_types uuid valuable wasi
-    wasm_bindgen wasm_bindgen_macro wasm_bindgen_macro_support wasm_bindgen_shared
-    winapi winapi_i686_pc_windows_gnu winapi_x86_64_pc_windows_gnu windows_link
-    windows_sys writeable yoke yoke_derive zerofrom zerofrom_derive zerotrie zerovec
+    tracing_core tracing_log tracing_subscriber unicode_ident unicode_segmentation
+    unicode_xid url utf8_iter utf_types uuid valuable wasi wasm_bindgen
+    wasm_bindgen_macro wasm_bindgen_macro_support wasm_bindgen_shared winapi
+    winapi_i686_pc_windows_gnu winapi_x86_64_pc_windows_gnu windows_link windows_sys
+    writeable yoke yoke_derive zerofrom zerofrom_derive zerotrie zerovec
     zerovec_derive zmij
     """.split()
 )

@@ -210,9 +210,7 @@ def test_binary_answers_on_host_and_port_and_stops_on_sigterm(
     assert "SIGTERM received: readiness 503" in output
     # One JSON line per request, with the matched route template and the request id.
     requests = [line for line in json_lines(log) if line.get("message") == "request"]
-    paul = [
-        line for line in requests if line["span"] == {"request_id": "trace-7", "name": "request"}
-    ]
+    paul = [line for line in requests if line.get("request_id") == "trace-7"]
     assert len(paul) == 1, requests
     assert paul[0]["method"] == "GET" and paul[0]["route"] == "/{name}", paul
     assert paul[0]["status"] == 200 and isinstance(paul[0]["latency_us"], int), paul
@@ -256,9 +254,9 @@ def test_sigterm_under_load_drains_then_finishes_every_accepted_request(
         wait_for(lambda: len(results) > 200, "load before the signal")
         signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        readiness = []
+        readiness: list[tuple[float, int]] = []
         while time.monotonic() - signalled < drain - 0.5:
-            readiness.append(http_get(port, "/readyz")[0])
+            readiness.append((time.monotonic() - signalled, http_get(port, "/readyz")[0]))
             time.sleep(0.1)
         healthcheck = [str(release_binary), "healthcheck"]
         ready_probe = subprocess.run(healthcheck, env=env, capture_output=True, check=False)
@@ -272,7 +270,11 @@ def test_sigterm_under_load_drains_then_finishes_every_accepted_request(
             thread.join(timeout=30)
     assert code == 0, log.read_text()
     assert stopped - signalled < drain + timeout, "the service outlived drain + timeout"
-    assert readiness and set(readiness) == {503}, readiness
+    # 503 within moments of the signal (the signal task may run after a request or
+    # two), then for the rest of the drain.
+    first_503 = next(i for i, (_, status) in enumerate(readiness) if status == 503)
+    assert readiness[first_503][0] < 0.5, readiness
+    assert {status for _, status in readiness[first_503:]} == {503}, readiness
     assert ready_probe.returncode == 1 and live_probe.returncode == 0
     during_drain = [a for t, a in results if signalled <= t <= signalled + drain - 0.2]
     assert len(during_drain) > 50 and all(a == (200, "Hello Pete!") for a in during_drain)

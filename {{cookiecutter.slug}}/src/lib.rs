@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod healthcheck;
+pub mod json_lines;
 pub mod metrics;
 pub mod middleware;
 pub mod operations;

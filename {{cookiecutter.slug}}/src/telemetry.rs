@@ -6,15 +6,23 @@ use std::mem;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{Config, LogFormat};
+use crate::json_lines::JsonLines;
 
 /// Lines waiting beyond this are dropped (and counted) instead of growing memory
 /// while nobody reads stdout.
 const MAX_PENDING_BYTES: usize = 4 << 20;
+
+/// How long the writer lets lines gather after the first one arrives; also the most
+/// a line waits before it is written.
+const BATCH_WINDOW: Duration = Duration::from_millis(10);
 
 /// Log lines dropped because stdout did not keep up (exported as a metric).
 pub static DROPPED_LINES: AtomicU64 = AtomicU64::new(0);
@@ -25,17 +33,12 @@ pub fn init(config: &Config) -> Result<LogGuard, String> {
     let filter = EnvFilter::try_new(&config.log_filter)
         .map_err(|err| format!("RUST_LOG={:?} is invalid: {err}", config.log_filter))?;
     let (writer, guard) = non_blocking(io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
+    let subscriber = tracing_subscriber::registry().with(filter);
     let installed = match config.effective_log_format() {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+        LogFormat::Json => subscriber.with(JsonLines::new(writer)).try_init(),
+        LogFormat::Text => subscriber
+            .with(tracing_subscriber::fmt::layer().with_writer(writer))
             .try_init(),
-        LogFormat::Text => builder.try_init(),
     };
     installed.map_err(|err| format!("cannot install the logger: {err}"))?;
     std::panic::set_hook(Box::new(log_panic));
@@ -114,7 +117,7 @@ pub fn non_blocking(out: impl Write + Send + 'static) -> (NonBlocking, LogGuard)
 fn write_out(shared: &Shared, mut out: impl Write) {
     let mut batch = Vec::new();
     loop {
-        let closed = {
+        {
             let mut state = shared.lock();
             while state.pending.is_empty() && !state.closed {
                 state = shared
@@ -122,6 +125,12 @@ fn write_out(shared: &Shared, mut out: impl Write) {
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner);
             }
+        }
+        // Let lines gather: one write per batch instead of a wake-up and a system call
+        // per line, which cost more than formatting the line.
+        thread::sleep(BATCH_WINDOW);
+        let closed = {
+            let mut state = shared.lock();
             mem::swap(&mut state.pending, &mut batch);
             state.closed
         };
@@ -135,6 +144,16 @@ fn write_out(shared: &Shared, mut out: impl Write) {
 }
 
 impl Write for NonBlocking {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        (&*self).write(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for &NonBlocking {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         let mut state = self.shared.lock();
         if state.pending.len() + bytes.len() > MAX_PENDING_BYTES {
@@ -157,10 +176,10 @@ impl Write for NonBlocking {
 }
 
 impl<'a> MakeWriter<'a> for NonBlocking {
-    type Writer = NonBlocking;
+    type Writer = &'a NonBlocking;
 
     fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
+        self
     }
 }
 
