@@ -321,6 +321,12 @@ def build_comparison(scratch: Path) -> tuple[Path, Path]:
         " goal < +30 %)",
         flush=True,
     )
+    # Summed compile time of every unit: steadier than wall time on a shared machine.
+    before_cpu, after_cpu = sum(unit_times(before).values()), sum(unit_times(after).values())
+    print(
+        f"  summed unit compile time: before {before_cpu:.1f} s, after {after_cpu:.1f} s "
+        f"({(after_cpu / before_cpu - 1) * 100:+.0f} %)"
+    )
     new = lock_names(after) - lock_names(before)
     gone = lock_names(before) - lock_names(after)
     times = unit_times(after)
