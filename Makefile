@@ -1,5 +1,7 @@
 # The two commands a newcomer needs (see README.md). Both install what they need first.
-PYTHON ?= python3
+# Everything Python runs from the project's own virtual environment (made by
+# scripts/prereqs/10-python.sh): the system Python is never changed (PEP 668).
+PYTHON := .venv/bin/python
 OUT ?= build
 # Extra answers for `make service`, e.g. ANSWERS="project_name='Billing API' port=8080".
 ANSWERS ?=
@@ -23,5 +25,6 @@ test-fast:
 	$(PYTHON) -m pytest -m "not slow and not docker and not pipeline and not update"
 
 lint:
-	ruff check hooks tests scripts benchmarks
-	ruff format --check hooks tests scripts benchmarks
+	bash scripts/prereqs/10-python.sh
+	.venv/bin/ruff check hooks tests scripts benchmarks
+	.venv/bin/ruff format --check hooks tests scripts benchmarks

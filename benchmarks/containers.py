@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Container figures: image sizes, cold build vs one-line rebuild, dev-loop hot reload.
 
-    python benchmarks/containers.py            # everything (about 10 minutes on 2 cores)
-    python benchmarks/containers.py --sizes    # only the compressed image sizes
+    .venv/bin/python benchmarks/containers.py            # everything (about 10 minutes on 2 cores)
+    .venv/bin/python benchmarks/containers.py --sizes    # only the compressed image sizes
 
-Prints one line per figure; copy the output into docs/containers.md. Uses the same
-engine, base images and host networking as the container tests (tests/docker_harness.py).
+Prints one line per figure; copy the output into docs/containers.md. Uses the test
+suite's own engine (scripts/docker-engine.sh; importing tests/docker_harness.py sets
+DOCKER_HOST), its base images and host networking, never the engine on the default socket.
 The cold build renders a project under a fresh slug, so its BuildKit cache mounts and
-layers start empty (base images excepted); each run leaves that cache behind
-(`docker builder prune` reclaims it).
+layers start empty (base images excepted); each run leaves that cache behind in the
+suite's engine (`DOCKER_HOST=$(scripts/docker-engine.sh host) docker builder prune`
+reclaims it).
 """
 
 from __future__ import annotations
@@ -50,7 +52,10 @@ def say(line: str) -> None:
 def prepare() -> None:
     subprocess.run(["bash", str(ENGINE_SCRIPT), "start"], check=True, stdout=subprocess.DEVNULL)
     subprocess.run(
-        ["python3", str(STANDIN_SCRIPT)], check=True, env=docker_env(), stdout=subprocess.DEVNULL
+        [sys.executable, str(STANDIN_SCRIPT)],
+        check=True,
+        env=docker_env(),
+        stdout=subprocess.DEVNULL,
     )
 
 
@@ -175,7 +180,8 @@ def main() -> None:
         text=True,
         check=False,
     ).stdout.strip()
-    say(f"answers: rust {default_answers()['rust_version']}, engine {engine}")
+    rust = default_answers()["rust_version"]
+    say(f"answers: rust {rust}, engine {engine} at {docker_env()['DOCKER_HOST']}")
     with tempfile.TemporaryDirectory(prefix="bench-containers-") as tmp:
         root = Path(tmp)
         sizes(root)

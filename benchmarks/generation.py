@@ -1,6 +1,6 @@
 """Time generation and the post-generation check; print one line per figure.
 
-    python benchmarks/generation.py [--runs 5]
+    .venv/bin/python benchmarks/generation.py [--runs 5]
 
 - generation without verification, with cookiecutter and with copier (median of runs);
 - verification with a cold cargo cache (empty CARGO_HOME and target dir: crates are

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Benchmarks for the generated pipeline's caching (issue 4, points 3 and 4). Not run by CI.
 
-    python benchmarks/pipeline.py caching                    cold, then warm branch pipeline
-    python benchmarks/pipeline.py caching --no-target-cache  the same with sccache alone
-    python benchmarks/pipeline.py redis                   two fresh runners sharing Redis
+    .venv/bin/python benchmarks/pipeline.py caching          cold, then warm branch pipeline
+    .venv/bin/python benchmarks/pipeline.py caching --no-target-cache   with sccache alone
+    .venv/bin/python benchmarks/pipeline.py redis            two fresh runners sharing Redis
 
 Each run generates the default project, builds the images the pipeline tier uses (the
 engine's layer cache makes that instant after the first time) and runs the pipeline

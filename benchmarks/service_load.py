@@ -338,12 +338,12 @@ def build_comparison(scratch: Path) -> tuple[Path, Path]:
     if gone:
         saved = sum(before_times.get(n, 0.0) for n in gone)
         print(f"  crates no longer built: {', '.join(sorted(gone))} ({saved:.1f} s)")
-    slug = default_answers()["slug"]
-    return after, after / "target" / "release" / slug
+    # The rendered folder is named after the slug the engine derived.
+    return after, after / "target" / "release" / after.name
 
 
 def profile_comparison(after: Path, duration: int) -> None:
-    slug = default_answers()["slug"]
+    slug = after.name
     print("\nrelease profile variants of the generated service (cold build each):")
     for name, overrides in PROFILES.items():
         target = after / f"target-{name}"

@@ -7,13 +7,19 @@ feeds both engines the same inputs and asserts the same verdicts and messages.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
+import tempfile
+from pathlib import Path
 
 # Rendered by the engine; tojson escapes quotes, so any answer parses safely.
 RENDERED_ANSWERS = r"""{{ cookiecutter | tojson }}"""
 
+# The default slug is derived from project_name (scripts/generate-slug-default.py);
+# a name it cannot serve (only symbols, a leading digit, a reserved word) ends here.
+SLUG_HINT = "choose one with slug=... (the default comes from project_name)"
 SLUG_PATTERN = re.compile(r"^[a-z](?:[a-z0-9]|-(?=[a-z0-9])){1,39}$")
 RUST_VERSION_PATTERN = re.compile(r"^1[.][0-9]+([.][0-9]+)?$")
 # actix-web 4's minimum supported Rust version (its rust-version field).
@@ -72,12 +78,13 @@ def check_slug(value: str) -> str | None:
     if not SLUG_PATTERN.match(value):
         return (
             f"slug '{value}' is invalid: use 2-40 lowercase letters, digits and "
-            "single hyphens, starting with a letter and ending with a letter or digit"
+            "single hyphens, starting with a letter and ending with a letter or digit; "
+            f"{SLUG_HINT}"
         )
     if value.replace("-", "_") in RESERVED_CRATE_NAMES | DEPENDENCY_CRATE_NAMES:
         return (
             f"slug '{value}' is invalid: it is a Rust keyword, a name cargo reserves "
-            "or a crate the service depends on"
+            f"or a crate the service depends on; {SLUG_HINT}"
         )
     return None
 
@@ -108,11 +115,28 @@ def errors(answers: dict[str, str]) -> list[str]:
     return [error for error in found if error]
 
 
+# Folders that hold only optional files (OPTIONAL_DIRECTORIES in hooks/post_gen_project.py).
+OPTIONAL_DIRECTORIES = (".github/workflows", ".github", "ci")
+
+
+def record_optional_directories_present(project: Path) -> None:
+    """With --overwrite-if-exists the project folder may be the user's: note the optional
+    folders it already has, so that hooks/post_gen_project.py removes only those the
+    template created. The note lives outside the project."""
+    digest = hashlib.sha256(str(project).encode()).hexdigest()[:16]
+    present = [name for name in OPTIONAL_DIRECTORIES if (project / name).is_dir()]
+    note = Path(tempfile.gettempdir()) / f"template-preexisting-{digest}.json"
+    note.write_text(json.dumps(present))
+
+
 def main() -> int:
     problems = errors(json.loads(RENDERED_ANSWERS))
     for problem in problems:
         print(f"ERROR: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    if problems:
+        return 1
+    record_optional_directories_present(Path.cwd())
+    return 0
 
 
 if __name__ == "__main__":

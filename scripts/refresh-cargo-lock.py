@@ -123,9 +123,9 @@ def main() -> int:
 
     old_text = LOCK.read_text() if LOCK.exists() else ""
     answers = default_answers(rust_version=oldest_rust_version())
-    slug = answers["slug"]
     with tempfile.TemporaryDirectory(prefix="refresh-lock-") as tmp:
         project = render_cookiecutter(Path(tmp) / "out", **answers)
+        slug = project.name
         if args.minimal:
             # Any command that resolves without --locked rewrites a stale lock minimally.
             command = ["cargo", "metadata", "--format-version", "1", "--quiet"]

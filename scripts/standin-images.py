@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Make sure the base images the generated Dockerfiles name exist on the local engine.
+"""Make sure the base images the generated Dockerfiles name exist on the suite's engine.
 
 An image that is already present is used as it is. A missing one is pulled; when it
 cannot be pulled (machines without a container registry), a local stand-in is built
@@ -19,12 +19,17 @@ CA certificates (``/usr/local/share/ca-certificates``) so cargo can fetch crates
 through the proxy. The template's own Dockerfiles never do that. Every stand-in
 carries the label ``org.template.standin=1``.
 
+Everything happens in the test suite's own engine (scripts/docker-engine.sh, which must
+be running), whatever DOCKER_HOST says: a stand-in under an official name must never
+reach the engine a user builds with.
+
 Usage: scripts/standin-images.py [--rust-version 1.95] [IMAGE ...]   (default: all)
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import shutil
@@ -39,6 +44,7 @@ DOCKER = os.environ.get("DOCKER") or (
     "/usr/bin/docker" if Path("/usr/bin/docker").exists() else shutil.which("docker") or "docker"
 )
 LABEL = "org.template.standin=1"
+ENGINE_SCRIPT = Path(__file__).resolve().parent / "docker-engine.sh"
 # What the official images trim from Debian (docs, man pages, locales).
 DPKG_EXCLUDES = """path-exclude /usr/share/doc/*
 path-include /usr/share/doc/*/copyright
@@ -54,8 +60,15 @@ def log(message: str) -> None:
     print(f"standin-images: {message}", flush=True)
 
 
+@functools.cache
+def suite_engine_host() -> str:
+    return subprocess.run(
+        ["bash", str(ENGINE_SCRIPT), "host"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def docker(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, DOCKER_BUILDKIT="1")
+    env = dict(os.environ, DOCKER_BUILDKIT="1", DOCKER_HOST=suite_engine_host())
     return subprocess.run([DOCKER, *args], check=check, text=True, env=env, **kwargs)
 
 
@@ -304,6 +317,11 @@ def main() -> None:
     parser.add_argument("--rust-version", default="1.95")
     parser.add_argument("images", nargs="*")
     args = parser.parse_args()
+    if docker("info", check=False, capture_output=True).returncode != 0:
+        sys.exit(
+            f"standin-images: the suite's engine does not answer at {suite_engine_host()} "
+            f"(start it with {ENGINE_SCRIPT} start)"
+        )
     for image in args.images or all_images(args.rust_version):
         status = ensure(image, args.rust_version)
         log(f"{image}: {status}")

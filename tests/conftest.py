@@ -1,13 +1,87 @@
-"""Session-wide fixtures: one cargo target directory for every build in the run."""
+"""Session-wide fixtures and hooks.
+
+One cargo target directory for every build in the run; every docker client pointed at
+the suite's own engine; and, after everything, a check that the engine a user works
+with holds no stand-in image.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from support import TEMPLATE_DIR, default_answers, render_cookiecutter
+from support import (
+    DEFAULT_DOCKER_SOCKET,
+    STANDIN_LABEL,
+    TEMPLATE_DIR,
+    bake,
+    default_answers,
+    standin_images_on,
+    suite_engine_socket,
+    use_suite_engine,
+)
+
+# The command-line tools of requirements-dev.txt (ruff, check-jsonschema, hadolint, cruft,
+# sccache) sit next to the interpreter in .venv/bin: find them as an activated venv would.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before collection: DOCKER_HOST names the suite's engine for every subprocess."""
+    use_suite_engine()
+
+
+# The user's engine is checked in pytest_sessionfinish because pytest calls it after the
+# last test and after every fixture's teardown (the docker tier's included), also after
+# -x stops the run; a finding there turns the exit status into "tests failed".
+DEFAULT_ENGINE_AT_START = pytest.StashKey[bool]()
+USERS_ENGINE_FINDINGS = pytest.StashKey[list[str]]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[DEFAULT_ENGINE_AT_START] = (
+        standin_images_on(DEFAULT_DOCKER_SOCKET) is not None
+    )
+
+
+def users_engine_findings(answered_at_start: bool) -> list[str]:
+    """What the suite left in (or did to) the engine on the default socket."""
+    suite_socket = suite_engine_socket()
+    if suite_socket.resolve() == DEFAULT_DOCKER_SOCKET.resolve():
+        return [f"the suite's engine uses the default socket {DEFAULT_DOCKER_SOCKET}"]
+    standins = standin_images_on(DEFAULT_DOCKER_SOCKET)
+    if standins is None:
+        return []
+    findings = []
+    if not answered_at_start:
+        findings.append(f"an engine started answering on {DEFAULT_DOCKER_SOCKET} during the run")
+    if standins:
+        findings.append(
+            f"the engine on {DEFAULT_DOCKER_SOCKET} holds images labelled {STANDIN_LABEL}: "
+            f"{'; '.join(standins)} (remove them with `docker image rm`; the suite builds "
+            f"stand-ins only in its own engine, {suite_socket})"
+        )
+    return findings
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    findings = users_engine_findings(session.config.stash.get(DEFAULT_ENGINE_AT_START, True))
+    session.config.stash[USERS_ENGINE_FINDINGS] = findings
+    if findings:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Printed by pytest after pytest_sessionfinish, just above the final counts."""
+    findings = terminalreporter.config.stash.get(USERS_ENGINE_FINDINGS, [])
+    if findings:
+        terminalreporter.section("the user's Docker engine was touched", red=True, bold=True)
+        for finding in findings:
+            terminalreporter.write_line(f"FAILED: {finding}", red=True)
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +117,6 @@ def shared_cargo_target(cargo_target_dir: Path) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def default_project(cookies_session: Any) -> Path:
     """The service generated with the default answers (verification off)."""
-    return render_cookiecutter(tmp_path_factory.mktemp("default"), **default_answers())
+    return bake(cookies_session, **default_answers())

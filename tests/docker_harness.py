@@ -1,5 +1,9 @@
 """Container harness: one engine, one set of base images, built images and compose projects.
 
+The engine is the suite's own (scripts/docker-engine.sh: its own socket and data root),
+never the one a user works with: DOCKER_HOST points every docker client here at it
+(set when this module is imported, for benchmarks too, and by tests/conftest.py).
+
 Everything here is session-scoped where it is expensive: the engine is started (or
 reused) once, the base images are made present once (pulled, or stand-ins built by
 scripts/standin-images.py on machines without a registry), and each runtime image
@@ -15,26 +19,30 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import (
+    ENGINE_SCRIPT,
     IN_CI,
     TEMPLATE_DIR,
+    bake,
     default_answers,
     free_port,
     http_get,
-    render_cookiecutter,
     require,
+    suite_engine_host,
+    use_suite_engine,
 )
 
-ENGINE_SCRIPT = TEMPLATE_DIR / "scripts" / "docker-engine.sh"
+use_suite_engine()
 STANDIN_SCRIPT = TEMPLATE_DIR / "scripts" / "standin-images.py"
 RELEASES = ("bookworm", "trixie")
 VARIANTS = ("debian-slim", "distroless", "scratch")
@@ -58,7 +66,7 @@ def docker_cli() -> str:
 
 
 def docker_env() -> dict[str, str]:
-    env = dict(os.environ)
+    env = dict(os.environ, DOCKER_HOST=suite_engine_host())
     env["DOCKER_BUILDKIT"] = "1"
     env.setdefault("BUILDKIT_PROGRESS", "plain")
     return env
@@ -110,23 +118,31 @@ def require_compose() -> None:
 
 
 # ---------------------------------------------------------------- engine and images
+def engine_script(command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(ENGINE_SCRIPT), command], capture_output=True, text=True, check=False
+    )
+
+
 @pytest.fixture(scope="session")
 def docker_engine() -> Iterator[str]:
-    """A running engine: the one already there, or one started with the network flags."""
-    require("dockerd") if not shutil.which("docker") else docker_cli()
-    if docker("info", check=False, timeout=60).returncode == 0:
-        yield docker_cli()
-        return
-    started = subprocess.run(
-        ["bash", str(ENGINE_SCRIPT), "start"], capture_output=True, text=True, check=False
-    )
-    if started.returncode != 0:
-        message = f"cannot start a Docker engine: {started.stderr.strip()}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    """The suite's own engine, running; stopped at the end if this session started it.
+
+    Its data (images, build cache) stays for the next session.
+    """
+    docker_cli()
+    running = engine_script("status").returncode == 0
+    if not running:
+        started = engine_script("start")
+        if started.returncode != 0:
+            message = f"cannot start the suite's Docker engine: {started.stderr.strip()}"
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
+    assert os.environ["DOCKER_HOST"] == suite_engine_host()
     yield docker_cli()
-    subprocess.run(["bash", str(ENGINE_SCRIPT), "stop"], capture_output=True, check=False)
+    if not running:
+        engine_script("stop")
 
 
 def images_the_tier_uses(rust_version: str) -> list[str]:
@@ -148,7 +164,7 @@ def base_images(docker_engine: str) -> None:
     rust_version = default_answers()["rust_version"]
     result = subprocess.run(
         [
-            "python3",
+            sys.executable,
             str(STANDIN_SCRIPT),
             "--rust-version",
             rust_version,
@@ -163,8 +179,9 @@ def base_images(docker_engine: str) -> None:
 
 
 # ---------------------------------------------------------------- projects and builds
-def render(directory: Path, **answers: str) -> Path:
-    return render_cookiecutter(directory, **default_answers(**answers))
+def render(cookies: Any, **answers: str) -> Path:
+    """The default answers with these changes, baked by pytest-cookies' fixture."""
+    return bake(cookies, **default_answers(**answers))
 
 
 @dataclass
@@ -202,7 +219,7 @@ class RuntimeImages:
     error instead of building again.
     """
 
-    root: Path
+    cookies: Any  # pytest-cookies' session fixture
     built: dict[tuple[str, str], Build | AssertionError] = field(default_factory=dict)
 
     def get(self, release: str, variant: str) -> Build:
@@ -210,7 +227,7 @@ class RuntimeImages:
         if key not in self.built:
             try:
                 project = render(
-                    self.root / f"{release}-{variant}",
+                    self.cookies,
                     debian_release=release,
                     runtime_image=variant,
                 )
@@ -225,8 +242,8 @@ class RuntimeImages:
 
 
 @pytest.fixture(scope="session")
-def runtime_images(base_images: None, tmp_path_factory: pytest.TempPathFactory) -> RuntimeImages:
-    return RuntimeImages(tmp_path_factory.mktemp("images"))
+def runtime_images(base_images: None, cookies_session: Any) -> RuntimeImages:
+    return RuntimeImages(cookies_session)
 
 
 def compiled_crates(build_output: str) -> list[str]:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import http.client
+import importlib.util
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -28,13 +32,29 @@ def choices() -> dict[str, list[str]]:
     return {k: v for k, v in questions().items() if isinstance(v, list)}
 
 
+# The slug both engines derive from the default project name (tests/test_slug.py
+# renders it), for tests that need the name before they render anything.
+DEFAULT_SLUG = "hello-service"
+
+
 def default_answers(**overrides: str) -> dict[str, str]:
-    """Defaults as both engines resolve them, with verification off."""
+    """Default answers with verification off. The slug is left out (unless overridden)
+    so that each engine derives it from the project name, as it does for users."""
     answers = {k: (v[0] if isinstance(v, list) else v) for k, v in questions().items()}
-    answers["slug"] = answers["project_name"].lower().replace(" ", "-").replace("_", "-")
+    del answers["slug"]
     answers["verify"] = "none"
     answers.update(overrides)
     return answers
+
+
+def bake(cookies: Any, **answers: str) -> Path:
+    """cookiecutter's output through pytest-cookies (`cookies` or `cookies_session`), as
+    cookiecutter templates are conventionally tested; a failed bake fails the test."""
+    result = cookies.bake(extra_context=answers, template=str(TEMPLATE_DIR))
+    assert result.exit_code == 0 and result.exception is None, (
+        f"cookiecutter failed (exit {result.exit_code}): {result.exception!r}"
+    )
+    return Path(result.project_path)
 
 
 def cookiecutter_config(home: Path) -> Path:
@@ -97,13 +117,15 @@ def cookiecutter_cli(
     )  # fmt: skip
 
 
-def copier_cli(destination: Path, answers: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def copier_cli(
+    destination: Path, answers: dict[str, str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """`copier copy --trust --defaults` as a user runs it, answers given with --data."""
     return subprocess.run(
         [sys.executable, "-m", "copier", "copy", "--trust", "--defaults",
          *(arg for key, value in answers.items() for arg in ("--data", f"{key}={value}")),
          str(TEMPLATE_DIR), str(destination)],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
 
 
@@ -152,3 +174,71 @@ def run(
             f"\n--- stderr\n{result.stderr[-4000:]}"
         )
     return result
+
+
+def load_hook(name: str) -> ModuleType:
+    """hooks/<name>.py as a module, so tests call its rules and helpers directly."""
+    spec = importlib.util.spec_from_file_location(name, TEMPLATE_DIR / "hooks" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while loading
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------- the suite's Docker engine
+ENGINE_SCRIPT = TEMPLATE_DIR / "scripts" / "docker-engine.sh"
+# Where a user's own engine listens (the docker CLI's default).
+DEFAULT_DOCKER_SOCKET = Path("/var/run/docker.sock")
+STANDIN_LABEL = "org.template.standin=1"
+
+
+@functools.cache
+def suite_engine_host() -> str:
+    """DOCKER_HOST of the suite's own engine; scripts/docker-engine.sh decides where it is."""
+    return run(["bash", str(ENGINE_SCRIPT), "host"], timeout=30).stdout.strip()
+
+
+def suite_engine_socket() -> Path:
+    return Path(suite_engine_host().removeprefix("unix://"))
+
+
+def use_suite_engine() -> str:
+    """Point every docker client this process starts at the suite's engine.
+
+    The docker CLI, compose, buildx, gitlab-ci-local and the post-generation hook all
+    inherit DOCKER_HOST, which wins over a docker context; nothing reaches the user's
+    engine, where stand-ins under official names would feed their real builds.
+    """
+    host = suite_engine_host()
+    os.environ["DOCKER_HOST"] = host
+    os.environ.pop("DOCKER_CONTEXT", None)
+    return host
+
+
+def engine_api(socket_path: Path, path: str, timeout: float = 10) -> tuple[int, str] | None:
+    """GET on a Docker engine's unix socket: (status, body), or None when nothing answers."""
+    conn = http.client.HTTPConnection("localhost", timeout=timeout)
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(str(socket_path))
+        conn.sock = sock
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def standin_images_on(socket_path: Path) -> list[str] | None:
+    """Tags (or ids) of the images labelled as stand-ins; None when no engine answers there."""
+    query = urllib.parse.quote(json.dumps({"label": [STANDIN_LABEL]}))
+    answer = engine_api(socket_path, f"/images/json?filters={query}")
+    if answer is None:
+        return None
+    status, body = answer
+    assert status == 200, f"{socket_path}: GET /images/json -> {status} {body[:500]}"
+    return [", ".join(image.get("RepoTags") or []) or image["Id"] for image in json.loads(body)]

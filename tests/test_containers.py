@@ -14,10 +14,12 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,11 +28,12 @@ pytest.register_assert_rewrite("docker_harness")
 from docker_harness import (  # noqa: E402
     RUNTIME_CELLS,
     Build,
+    ComposeProject,
+    Container,
     NotHostNetworking,
     build_image,
     check_host_networking,
     compiled_crates,
-    compose_available,
     compose_config,
     compose_up,
     docker,
@@ -42,12 +45,12 @@ from docker_harness import (  # noqa: E402
     require_compose,
     wait_for_http,
 )
-from support import TEMPLATE_DIR, default_answers, free_port, require  # noqa: E402
+from support import DEFAULT_SLUG, TEMPLATE_DIR, default_answers, free_port, require  # noqa: E402
 
 # Session fixtures: docker_engine, base_images, runtime_images, run_container.
 pytest_plugins = ["docker_harness"]
 
-SLUG = default_answers()["slug"]
+SLUG = DEFAULT_SLUG
 STANDIN_SCRIPT = TEMPLATE_DIR / "scripts" / "standin-images.py"
 
 # Every answer that changes a container file.
@@ -66,9 +69,8 @@ def answer_id(answers: dict[str, str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def rendered_variants(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    root = tmp_path_factory.mktemp("container-files")
-    return [render(root / answer_id(answers), **answers) for answers in CONTAINER_ANSWERS]
+def rendered_variants(cookies_session: Any) -> list[Path]:
+    return [render(cookies_session, **answers) for answers in CONTAINER_ANSWERS]
 
 
 def dockerfile_args(text: str) -> dict[str, str]:
@@ -139,7 +141,7 @@ def test_every_base_image_the_dockerfiles_name_has_a_stand_in_recipe(
             named |= base_images_named((project / name).read_text())
     listing = subprocess.run(
         [
-            "python3",
+            sys.executable,
             "-c",
             "import importlib.util,sys;"
             f"s=importlib.util.spec_from_file_location('s','{STANDIN_SCRIPT}');"
@@ -152,6 +154,44 @@ def test_every_base_image_the_dockerfiles_name_has_a_stand_in_recipe(
     ).stdout.split()
     assert named, "no FROM lines found"
     assert named <= set(listing), f"images without a stand-in: {named - set(listing)}"
+
+
+def resolved_from_lines(dockerfile: str) -> list[str]:
+    """Each FROM line's image with the ARG defaults applied (ARGs may name ARGs)."""
+    args = dockerfile_args(dockerfile)
+    refs = []
+    for ref in re.findall(r"^FROM (\S+)", dockerfile, flags=re.M):
+        while "${" in ref:
+            ref = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], ref)
+        refs.append(ref)
+    return refs
+
+
+def test_generated_dockerfiles_name_the_official_base_images(
+    rendered_variants: list[Path],
+) -> None:
+    """Stand-ins live only in the suite's engine: the files users get are never rewritten.
+
+    The tests build these very files, so a stand-in under another name would have to be
+    written into them; this pins the official names for every release and runtime.
+    """
+    rust = default_answers()["rust_version"]
+    for project, answers in zip(rendered_variants, CONTAINER_ANSWERS, strict=True):
+        release = answers["debian_release"]
+        number = {"bookworm": "12", "trixie": "13"}[release]
+        runtime = (project / "Dockerfile").read_text()
+        stages = set(re.findall(r"^FROM \S+ AS (\S+)$", runtime, flags=re.M))
+        assert set(resolved_from_lines(runtime)) - stages - {"scratch"} == {
+            f"rust:{rust}-slim-{release}",
+            f"debian:{release}-slim",
+            f"gcr.io/distroless/cc-debian{number}:nonroot",
+        }, project
+        assert resolved_from_lines((project / "dev.Dockerfile").read_text()) == [
+            f"rust:{rust}-{release}"
+        ]
+        builder = (project / "ci" / "builder.Dockerfile").read_text()
+        assert resolved_from_lines(builder) == [f"rust:{rust}-{release}"]
+        assert dockerfile_args(builder)["RUST_IMAGE"] == "rust:${RUST_VERSION}-${DEBIAN_RELEASE}"
 
 
 def test_compose_file_is_valid_against_the_compose_spec(rendered_variants: list[Path]) -> None:
@@ -169,8 +209,7 @@ def test_compose_file_is_valid_against_the_compose_spec(rendered_variants: list[
 def test_compose_config_accepts_the_file_and_keeps_caches_in_named_volumes(
     rendered_variants: list[Path],
 ) -> None:
-    if not compose_available():
-        require_compose()
+    require_compose()
     for project, answers in zip(rendered_variants, CONTAINER_ANSWERS, strict=True):
         config = compose_config(project, [project / "compose.yaml"], "config-check", docker_env())
         app = config["services"]["app"]
@@ -185,54 +224,53 @@ def test_compose_config_accepts_the_file_and_keeps_caches_in_named_volumes(
         assert f"-- {watcher}" in command and "--locked" in command
 
 
-# The part of the Dev Container spec (containers.dev, devContainer.base.schema.json)
-# that a compose-based configuration uses; no schema file ships offline.
-DEVCONTAINER_COMPOSE_SCHEMA = {
-    "type": "object",
-    "required": ["dockerComposeFile", "service", "workspaceFolder"],
-    "properties": {
-        "name": {"type": "string"},
-        "dockerComposeFile": {
-            "type": ["string", "array"],
-            "items": {"type": "string"},
-            "minItems": 1,
-        },
-        "service": {"type": "string", "minLength": 1},
-        "runServices": {"type": "array", "items": {"type": "string"}},
-        "workspaceFolder": {"type": "string", "pattern": "^/"},
-        "overrideCommand": {"type": "boolean"},
-        "shutdownAction": {"enum": ["none", "stopCompose"]},
-        "forwardPorts": {
-            "type": "array",
-            "items": {"type": ["integer", "string"], "minimum": 0, "maximum": 65535},
-        },
-        "postCreateCommand": {"type": ["string", "array", "object"]},
-        "customizations": {"type": "object"},
-    },
-    "additionalProperties": False,
-}
+def read_devcontainer(project: Path) -> dict:
+    """`devcontainer read-configuration`: the configuration as editors resolve it (offline)."""
+    result = subprocess.run(
+        [require("devcontainer"), "read-configuration", "--workspace-folder", str(project),
+         "--log-format", "json"],
+        capture_output=True, text=True, check=False, env=docker_env(), timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    return json.loads(result.stdout)
 
 
-def test_devcontainer_opens_the_compose_service(rendered_variants: list[Path]) -> None:
-    import jsonschema
+def devcontainer_compose_files(resolved: dict) -> list[Path]:
+    """The compose files a resolved configuration names, relative to its devcontainer.json."""
+    config = resolved["configuration"]
+    folder = Path(config["configFilePath"]["fsPath"]).parent
+    files = config["dockerComposeFile"]
+    return [(folder / file).resolve() for file in ([files] if isinstance(files, str) else files)]
 
-    for project in rendered_variants:
-        config = json.loads((project / ".devcontainer" / "devcontainer.json").read_text())
-        jsonschema.validate(config, DEVCONTAINER_COMPOSE_SCHEMA)
-        # What VS Code needs to open a compose-based dev container.
-        for key, kind in (
-            ("dockerComposeFile", (str, list)),
-            ("service", str),
-            ("workspaceFolder", str),
-        ):
-            assert isinstance(config.get(key), kind), key
-        files = config["dockerComposeFile"]
-        for file in [files] if isinstance(files, str) else files:
-            assert (project / ".devcontainer" / file).resolve().is_file(), file
-        compose = (project / "compose.yaml").read_text()
-        assert re.search(rf"^  {re.escape(config['service'])}:$", compose, flags=re.M)
-        assert re.search(rf"- \.:{re.escape(config['workspaceFolder'])}$", compose, flags=re.M)
-        assert config["forwardPorts"] == [int(default_answers()["port"])]
+
+# read-configuration asks the engine for an existing dev container (`docker ps`) and
+# fails when none answers, hence the docker tier.
+@pytest.mark.docker
+@pytest.mark.parametrize("answers", [{}, {"project_name": "Desk Two", "port": "8080"}])
+def test_devcontainer_opens_the_compose_service_that_serves_the_port(
+    answers: dict[str, str], cookies: Any, docker_engine: str
+) -> None:
+    require_compose()
+    project = render(cookies, **answers)
+    port = int(default_answers(**answers)["port"])
+    resolved = read_devcontainer(project)
+    config = resolved["configuration"]
+    files = devcontainer_compose_files(resolved)
+    assert files == [project / "compose.yaml"], files
+    env = {k: v for k, v in docker_env().items() if k != "PORT"}
+    compose = compose_config(project, files, "devcontainer-check", env)
+    service = compose["services"][config["service"]]
+    # The workspace the editor opens is the project, mounted where the service works.
+    workspace = resolved["workspace"]["workspaceFolder"]
+    mounts = {v["target"]: v for v in service["volumes"]}
+    assert mounts[workspace]["type"] == "bind"
+    assert Path(mounts[workspace]["source"]) == project
+    assert service["working_dir"] == workspace
+    # The service keeps its own command (the dev loop) and listens on the forwarded port.
+    assert config.get("overrideCommand") is False
+    assert service["environment"]["PORT"] == str(port)
+    assert [int(p["target"]) for p in service["ports"]] == [port]
+    assert config["forwardPorts"] == [port]
 
 
 def test_compose_up_refuses_a_service_without_host_networking(
@@ -245,10 +283,13 @@ def test_compose_up_refuses_a_service_without_host_networking(
         check_host_networking(
             {"services": {"app": {"network_mode": "host"}}, "networks": {"default": {}}}
         )
-    if compose_available():
-        project = rendered_variants[0]
-        with pytest.raises(NotHostNetworking):
-            compose_up(project, [project / "compose.yaml"], "refused-check")
+    # The generated compose file itself (a bridge network and port mappings) is refused
+    # before anything starts; without compose this fails under CI=true.
+    require_compose()
+    project = rendered_variants[0]
+    name = f"refused-check-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(NotHostNetworking, match="app"):
+        compose_up(project, [project / "compose.yaml"], name)
 
 
 # ---------------------------------------------------------------- runtime images
@@ -299,9 +340,29 @@ def test_healthcheck_works_without_a_shell_and_names_resolve_from_etc_hosts(
         assert passwd.startswith("nonroot:x:65532:65532:"), passwd
 
 
+# What src/main.rs logs once SIGTERM reached the service and its drain began.
+STOP_BEGINS_LOG = "SIGTERM received: readiness 503, draining"
+# The stop tests shorten the drain (readiness 503 while requests are still served,
+# src/lib.rs drain_and_stop; 3 s by default) so that drain plus the in-flight request
+# fit well inside STOP_GRACE; the defaults' sum stays below Docker's 10 s (src/config.rs).
+STOP_DRAIN = ("-e", "DRAIN_SECS=1")
+STOP_GRACE = "5"
+
+
 def wait_until_stop_begins(container: str, port: int, timeout: float = 10) -> None:
-    """SIGTERM reached the service: it stopped accepting or logged its shutdown."""
+    """SIGTERM reached the service (it logged so) and its server stopped listening.
+
+    The log line comes when the drain begins (src/main.rs); after it src/lib.rs pauses
+    accepting and waits its hand-over delay; a refused connection comes only once the
+    server is stopping, which is when a server that does not wait for its connections
+    drops them.
+    """
     deadline = time.monotonic() + timeout
+    while STOP_BEGINS_LOG not in docker("logs", container, check=False).stdout:
+        if time.monotonic() > deadline:
+            logs = docker("logs", container, check=False).stdout[-3000:]
+            raise AssertionError(f"docker stop did not reach the service:\n{logs}")
+        time.sleep(0.05)
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -309,48 +370,98 @@ def wait_until_stop_begins(container: str, port: int, timeout: float = 10) -> No
             return
         except OSError:
             pass
-        if "graceful shutdown" in docker("logs", container, check=False).stdout:
-            return
-        time.sleep(0.05)
-    raise AssertionError("docker stop did not reach the service (no shutdown seen)")
+        time.sleep(0.02)
+    raise AssertionError(f"127.0.0.1:{port} still listens {timeout} s after SIGTERM")
+
+
+# A route the generated service does not have, added to a copy for the in-flight test:
+# its handler is observably busy (it answers only once the whole body has arrived).
+BUSY_ROUTE = """
+#[actix_web::post("/echo")]
+async fn echo(body: web::Bytes) -> web::Bytes {
+    body
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def busy_image(runtime_images, cookies_session: Any) -> Build:
+    """The default cell's image, built from a copy with BUSY_ROUTE (on the warm cache)."""
+    runtime_images.get("bookworm", "debian-slim")
+    project = render(cookies_session)
+    routes = project / "src" / "routes.rs"
+    original = routes.read_text()
+    assert ".service(greet)" in original, "routes moved: update this test"
+    routes.write_text(original.replace(".service(greet)", ".service(echo).service(greet)"))
+    with routes.open("a") as file:
+        file.write(BUSY_ROUTE)
+    return build_image(project, f"template-test/busy-{SLUG}:bookworm-debian-slim")
+
+
+def stop_and_wait_until_it_begins(container: Container) -> subprocess.Popen:
+    """`docker stop` with STOP_GRACE seconds of grace, more than STOP_DRAIN plus a short
+    request (a service that ignores SIGTERM is killed, exit 137), returned once the
+    service has really begun to stop: drained, and no longer listening."""
+    stopper = subprocess.Popen(
+        [*docker_cmd(), "stop", "-t", STOP_GRACE, container.name],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=docker_env(),
+    )
+    wait_until_stop_begins(container.name, container.port)
+    return stopper
+
+
+def assert_stopped_cleanly(stopper: subprocess.Popen, container: Container) -> None:
+    assert stopper.wait(timeout=60) == 0, stopper.stderr.read() if stopper.stderr else ""
+    state = json.loads(docker("inspect", "--format", "{{json .State}}", container.name).stdout)
+    assert state["ExitCode"] == 0, f"not a clean exit on SIGTERM: {state}"
+    assert not state["OOMKilled"]
+
+
+@pytest.mark.docker
+def test_docker_stop_finishes_the_in_flight_request_and_exits_by_itself(
+    busy_image: Build, run_container
+) -> None:
+    container = run_container(busy_image.tag, *STOP_DRAIN)
+    conn = socket.create_connection(("127.0.0.1", container.port), timeout=30)
+    conn.sendall(
+        b"POST /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        b"Expect: 100-continue\r\nContent-Length: 10\r\n\r\n12345"
+    )
+    # The server sends 100 Continue when it hands the request to its handler, which
+    # then waits for the rest of the body: the request is in flight, as a fact.
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = conn.recv(65536)
+        assert chunk, f"closed before 100 Continue: {answer!r}"
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), answer
+    answer = answer.removeprefix(b"HTTP/1.1 100 Continue\r\n\r\n")
+    stopper = stop_and_wait_until_it_begins(container)
+    conn.sendall(b"67890")
+    try:
+        while chunk := conn.recv(65536):
+            answer += chunk
+    except ConnectionResetError as err:
+        raise AssertionError(f"the in-flight request was dropped: {answer!r}") from err
+    finally:
+        conn.close()
+    assert_stopped_cleanly(stopper, container)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert answer.endswith(b"1234567890"), answer
 
 
 @pytest.mark.docker
 @pytest.mark.parametrize("cell", RUNTIME_CELLS, ids=cell_id)
-def test_docker_stop_finishes_the_in_flight_request_and_exits_by_itself(
-    cell,
-    runtime_images,
-    run_container,
+def test_docker_stop_reaches_the_service_and_it_exits_cleanly(
+    cell, runtime_images, run_container
 ) -> None:
-    image = runtime_images.get(*cell)
-    # A short drain: readiness turns 503 but requests are still accepted for a second.
-    container = run_container(image.tag, "-e", "DRAIN_SECS=1")
-    # A request in flight: its body is still being uploaded when SIGTERM arrives.
-    conn = socket.create_connection(("127.0.0.1", container.port), timeout=30)
-    conn.sendall(
-        b"GET /Pete HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-        b"Content-Length: 10\r\n\r\n12345"
-    )
-    time.sleep(0.3)
-    # Five seconds of grace, more than the drain plus this request: a service that
-    # ignores SIGTERM is killed (exit 137).
-    stopper = subprocess.Popen(
-        [*docker_cmd(), "stop", "-t", "5", container.name],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    wait_until_stop_begins(container.name, container.port)
-    conn.sendall(b"67890")
-    answer = b""
-    while chunk := conn.recv(65536):
-        answer += chunk
-    conn.close()
-    assert stopper.wait(timeout=60) == 0
-    assert answer.startswith(b"HTTP/1.1 200"), answer
-    assert answer.endswith(b"Hello Pete!"), answer
-    state = json.loads(docker("inspect", "--format", "{{json .State}}", container.name).stdout)
-    assert state["ExitCode"] == 0, f"not a clean exit on SIGTERM: {state}"
-    assert not state["OOMKilled"]
+    """Every image delivers SIGTERM to the service (PID 1 in distroless and scratch)."""
+    container = run_container(runtime_images.get(*cell).tag, *STOP_DRAIN)
+    assert container.get("/Pete") == (200, "Hello Pete!")
+    stopper = stop_and_wait_until_it_begins(container)
+    assert_stopped_cleanly(stopper, container)
 
 
 def docker_cmd() -> list[str]:
@@ -468,9 +579,10 @@ def test_one_line_route_change_recompiles_only_the_service_crate(
     runtime_images,
     run_container,
     tmp_path: Path,
+    cookies: Any,
 ) -> None:
     runtime_images.get("bookworm", "debian-slim")  # the cold build fills the cache mounts
-    project = render(tmp_path / "rebuild")
+    project = render(cookies)
     routes = project / "src" / "routes.rs"
     original = routes.read_text()
     assert '"Hello {name}!"' in original, "the greeting moved: update this test"
@@ -490,11 +602,12 @@ def test_ci_can_wrap_a_prebuilt_binary_in_the_same_runtime_image(
     runtime_images,
     run_container,
     tmp_path: Path,
+    cookies: Any,
     variant: str,
 ) -> None:
     # scratch takes the static binary that CI's build job makes for that answer.
     built = runtime_images.get("bookworm", variant)
-    project = render(tmp_path / "prebuilt", runtime_image=variant)
+    project = render(cookies, runtime_image=variant)
     (project / "target" / "release").mkdir(parents=True)
     extract(built.tag, binary_path(built), project / "target" / "release" / SLUG)
     build = build_image(
@@ -558,9 +671,10 @@ def test_dev_loop_serves_the_edit_without_refusing_a_request(
     watcher: str,
     base_images,
     tmp_path: Path,
+    cookies: Any,
 ) -> None:
     require_compose()
-    project = render(tmp_path / "dev", dev_watcher=watcher)
+    project = render(cookies, dev_watcher=watcher)
     port = free_port()
     override = host_network_override(tmp_path / "compose.host-network.yaml", ["app"])
     files = [project / "compose.yaml", override]
@@ -600,3 +714,61 @@ def test_dev_loop_serves_the_edit_without_refusing_a_request(
     finally:
         if dev is not None:
             dev.compose("down", "-v", "--remove-orphans", check=False)
+
+
+@pytest.mark.docker
+def test_devcontainer_up_serves_pete_inside_the_dev_container(
+    base_images, tmp_path: Path, cookies: Any
+) -> None:
+    """What an editor does: `devcontainer up` on the generated project, then a request from
+    inside the dev container. The loopback-only compose override is added through an
+    override configuration (the user's devcontainer.json plus one more compose file)."""
+    devcontainer = require("devcontainer")
+    require_compose()
+    project = render(cookies)
+    port = free_port()
+    name = f"template-devc-{uuid.uuid4().hex[:8]}"
+    resolved = read_devcontainer(project)
+    override = host_network_override(tmp_path / "compose.host-network.yaml", ["app"])
+    files = [*devcontainer_compose_files(resolved), override]
+    user_config = json.loads((project / ".devcontainer" / "devcontainer.json").read_text())
+    override_config = tmp_path / "devcontainer.host-network.json"
+    override_config.write_text(
+        json.dumps(user_config | {"dockerComposeFile": [str(f) for f in files]})
+    )
+    # The CLI names the compose project after COMPOSE_PROJECT_NAME; PORT reaches compose.
+    env = docker_env() | {"PORT": str(port), "COMPOSE_PROJECT_NAME": name}
+    check_host_networking(compose_config(project, files, name, env))
+    cli = [
+        devcontainer,
+        "--workspace-folder", str(project),
+        "--override-config", str(override_config),
+        "--docker-path", docker_cli(),
+    ]  # fmt: skip
+    compose = ComposeProject(project, files, name, env)
+    try:
+        up = subprocess.run(
+            [cli[0], "up", *cli[1:], "--log-format", "json"],
+            capture_output=True, text=True, check=False, env=env, timeout=3600,
+        )  # fmt: skip
+        outcome = json.loads(up.stdout.strip().splitlines()[-1]) if up.stdout.strip() else {}
+        assert outcome.get("outcome") == "success", up.stdout[-3000:] + up.stderr[-3000:]
+        assert outcome["composeProjectName"] == name
+        assert outcome["remoteWorkspaceFolder"] == resolved["workspace"]["workspaceFolder"]
+        assert compose.networks() == [], "compose created a network"
+        # The dev loop compiles the service first; then curl inside the container.
+        wait_for_http(port, "/Pete", timeout=1800, expect="Hello Pete!")
+        # In the text log format, the command's own output is exec's stdout.
+        inside = subprocess.run(
+            [cli[0], "exec", *cli[1:], "curl", "-sS", f"http://127.0.0.1:{port}/Pete"],
+            capture_output=True, text=True, check=False, env=env, timeout=120,
+        )  # fmt: skip
+        assert (inside.returncode, inside.stdout) == (0, "Hello Pete!"), inside.stderr[-3000:]
+    finally:
+        compose.compose("down", "-v", "--remove-orphans", check=False)
+        label = f"label=com.docker.compose.project={name}"
+        for kind in ("container", "volume"):
+            left = docker(kind, "ls", "-aq" if kind == "container" else "-q",
+                          "--filter", label, check=False).stdout.split()  # fmt: skip
+            if left:
+                docker(kind, "rm", "-f", *left, check=False)

