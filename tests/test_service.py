@@ -216,6 +216,57 @@ def test_binary_answers_on_host_and_port_and_stops_on_sigterm(
     assert {line["route"] for line in requests} >= {"/{name}", "/", "/health", "unmatched"}
 
 
+# A route the generated service does not have, added to a copy for the panic test.
+PANIC_ROUTE = """
+#[get("/fail/now")]
+async fn fail() -> &'static str {
+    panic!("handler failed on purpose")
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def panicking_binary(cookies_session: Any, cargo_env: dict[str, str]) -> Path:
+    """A debug build of the default project plus PANIC_ROUTE, under its own slug so that
+    its binary does not replace the default project's in the shared target dir."""
+    project = bake(cookies_session, **default_answers(slug="panic-probe"))
+    routes = project / "src" / "routes.rs"
+    original = routes.read_text()
+    assert ".service(greet)" in original, "routes moved: update this test"
+    routes.write_text(original.replace(".service(greet)", ".service(fail).service(greet)"))
+    with routes.open("a") as file:
+        file.write(PANIC_ROUTE)
+    run([require("cargo"), "build", "--locked"], cwd=project, env=cargo_env)
+    return Path(cargo_env["CARGO_TARGET_DIR"]) / "debug" / project.name
+
+
+@pytest.mark.slow
+def test_a_panicking_handler_is_logged_with_its_request_id_and_the_binary_keeps_serving(
+    panicking_binary: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    log = tmp_path / "service.log"
+    with started(
+        [str(panicking_binary)], log, env=service_env(HOST="127.0.0.1", PORT=str(port))
+    ) as proc:
+        wait_until_answering(port, proc, log)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/fail/now", headers={"X-Request-Id": "panic-7"})
+        response = conn.getresponse()
+        response.read()
+        assert (response.status, response.getheader("X-Request-Id")) == (500, "panic-7")
+        conn.close()
+        for _ in range(20):  # every worker still serves
+            assert http_get(port, "/Pete") == (200, "Hello Pete!")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, log.read_text()
+    lines = [line for line in json_lines(log) if line.get("request_id") == "panic-7"]
+    panics = [line for line in lines if "handler failed on purpose" in str(line["message"])]
+    assert len(panics) == 1 and panics[0]["level"] == "ERROR", lines
+    requests = [line for line in lines if line["message"] == "request"]
+    assert len(requests) == 1 and requests[0]["status"] == 500, lines
+
+
 @pytest.mark.slow
 def test_sigterm_under_load_drains_then_finishes_every_accepted_request(
     release_binary: Path, tmp_path: Path

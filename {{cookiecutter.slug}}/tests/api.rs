@@ -308,3 +308,118 @@ fn drain_keeps_serving_with_readiness_503_then_stops() {
     stopper.join().unwrap();
     app.stop().expect("the server stops cleanly");
 }
+
+/// One `GET path` on an open connection, HTTP/1.1 keep-alive (the default): the status,
+/// the head (lowercase) and the body, read exactly so that the connection can be reused.
+fn keep_alive_get(stream: &mut TcpStream, path: &str) -> io::Result<(u16, String, String)> {
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")?;
+    let mut raw = Vec::new();
+    let mut byte = [0; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8(raw).unwrap().to_ascii_lowercase();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .expect("a content-length")
+        .parse()
+        .unwrap();
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body)?;
+    Ok((status, head, String::from_utf8(body).unwrap()))
+}
+
+fn connect(app: &TestApp, read_timeout: Duration) -> TcpStream {
+    let stream = TcpStream::connect(app.address).unwrap();
+    stream.set_read_timeout(Some(read_timeout)).unwrap();
+    stream
+}
+
+#[test]
+fn keep_alive_reuses_a_connection_then_closes_it_when_idle() {
+    let app = TestApp::spawn(Config {
+        keep_alive: Duration::from_secs(1),
+        ..Config::default()
+    });
+    let mut stream = connect(&app, Duration::from_secs(10));
+    for _ in 0..3 {
+        let (status, head, body) = keep_alive_get(&mut stream, "/Pete").unwrap();
+        assert_eq!((status, body.as_str()), (200, "Hello Pete!"));
+        assert!(!head.contains("connection: close"), "{head}");
+    }
+    // Idle past KEEP_ALIVE_SECS: the server closes the connection by itself.
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    let waited = started.elapsed();
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    assert!(
+        waited > Duration::from_millis(500) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+}
+
+#[test]
+fn keep_alive_zero_closes_the_connection_after_each_response() {
+    let app = TestApp::spawn(Config {
+        keep_alive: Duration::ZERO,
+        ..Config::default()
+    });
+    let mut stream = connect(&app, Duration::from_secs(10));
+    let (status, head, _) = keep_alive_get(&mut stream, "/Pete").unwrap();
+    assert_eq!(status, 200);
+    assert!(head.contains("connection: close"), "{head}");
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+}
+
+#[test]
+fn max_connections_holds_further_clients_until_a_connection_closes() {
+    // src/lib.rs gives every worker MAX_CONNECTIONS / workers: one connection each here.
+    let workers = thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let app = TestApp::spawn(Config {
+        max_connections: workers,
+        keep_alive: Duration::from_secs(60),
+        ..Config::default()
+    });
+    // Open keep-alive connections, one answered request each: every worker is full.
+    let mut held: Vec<TcpStream> = (0..workers)
+        .map(|_| {
+            let mut stream = connect(&app, Duration::from_secs(10));
+            assert_eq!(keep_alive_get(&mut stream, "/Pete").unwrap().0, 200);
+            stream
+        })
+        .collect();
+    // One more client: the kernel completes its handshake, but nobody serves it.
+    let mut waiting = connect(&app, Duration::from_millis(700));
+    let unanswered = keep_alive_get(&mut waiting, "/Paul");
+    let kind = unanswered.as_ref().map_err(io::Error::kind);
+    assert!(
+        matches!(
+            kind,
+            Err(io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+        ),
+        "served beyond MAX_CONNECTIONS: {unanswered:?}"
+    );
+    // A held connection closes: the waiting client is accepted and answered.
+    drop(held.pop());
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0; 1024];
+    while !answer.ends_with(b"Hello Paul!") {
+        let read = waiting
+            .read(&mut buffer)
+            .expect("answered once a slot is free");
+        assert!(read > 0, "{}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+}
