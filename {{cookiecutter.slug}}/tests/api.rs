@@ -385,7 +385,7 @@ fn max_connections_holds_further_clients_until_a_connection_closes() {
     let workers = thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let app = TestApp::spawn(Config {
         max_connections: workers,
-        keep_alive: Duration::from_secs(60),
+        keep_alive: Duration::from_secs(30),
         ..Config::default()
     });
     // Open keep-alive connections, one answered request each: every worker is full.
