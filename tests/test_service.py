@@ -523,11 +523,18 @@ def test_requests_during_a_restart_under_systemfd_are_answered(
         steady = threading.Thread(target=steady_client)
         steady.start()
         try:
-            for _ in range(3):
+            for restart in range(3):
                 wait_for(lambda: len(answers) >= 5, "requests before the restart")
-                answers_before = len(answers)
                 os.kill(new, signal.SIGTERM)
                 new = restart_and_wait_for_new_pid(new)
+                # Answered by the new process: the old one may still answer a few in its
+                # hand-over delay, and the test may not end before the new one logs.
+                starts = restart + 3  # the first, the gated restart, and this one
+                wait_for(
+                    lambda k=starts: log.read_text().count(f"({LISTENFD_LOG})") >= k,
+                    "the restarted binary to take the socket",
+                )
+                answers_before = len(answers)
                 wait_for(lambda n=answers_before: len(answers) > n + 5, "requests after it")
         finally:
             stop.set()
