@@ -194,7 +194,8 @@ def verify_with_cargo(verification: Verification, slug: str) -> None:
         verification.run(["cargo", "build", "--locked"])
     port = free_loopback_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, HOST="127.0.0.1", PORT=str(port), RUST_LOG="info")
+    # No load balancer watches this check: no drain before the stop (DRAIN_SECS).
+    env = dict(os.environ, HOST="127.0.0.1", PORT=str(port), RUST_LOG="info", DRAIN_SECS="0")
     process = verification.start([str(cargo_binary_path(slug))], env=env)
     try:
         with verification.step(f"start the service on {base_url}"):
@@ -234,7 +235,7 @@ def verify_with_docker(verification: Verification, slug: str) -> None:
         with verification.step(f"docker run {image} on {base_url}"):
             verification.run(
                 ["docker", "run", "-d", "--name", container, *network, *publish,
-                 "-e", f"PORT={port}", image]
+                 "-e", f"PORT={port}", "-e", "DRAIN_SECS=0", image]
             )  # fmt: skip
             wait_until_serving(base_url, lambda: docker_state(container))
         with verification.step("curl /Pete, / and /health"):

@@ -311,16 +311,51 @@ def test_runtime_image_answers_curl_as_a_non_root_user(cell, runtime_images, run
     assert user and not user.startswith(("0", "root")), user
 
 
-# What src/main.rs logs once SIGTERM reached the service and its graceful stop began.
-STOP_BEGINS_LOG = "SIGTERM received: finishing in-flight requests"
+@pytest.mark.docker
+@pytest.mark.parametrize("cell", RUNTIME_CELLS, ids=cell_id)
+def test_healthcheck_works_without_a_shell_and_names_resolve_from_etc_hosts(
+    cell, runtime_images, run_container, tmp_path: Path
+) -> None:
+    """The binary probes itself (HEALTHCHECK, compose, Kubernetes), and resolves a host
+    name from the container's /etc/hosts: in scratch too (static glibc, nsswitch.conf)."""
+    image = runtime_images.get(*cell)
+    container = run_container(image.tag, "--add-host", "service.test.internal:127.0.0.1")
+    health = json.loads(
+        docker("inspect", "--format", "{{json .Config.Healthcheck}}", image.tag).stdout
+    )
+    binary = binary_path(image)
+    assert health["Test"] == ["CMD", binary, "healthcheck"], health
+    for probe in (["healthcheck"], ["healthcheck", "live"]):
+        docker("exec", container.name, binary, *probe)
+    url = f"http://service.test.internal:{container.port}/readyz"
+    docker("exec", container.name, binary, "healthcheck", url)
+    unknown = docker(
+        "exec", container.name, binary, "healthcheck", "http://no-such-host.invalid:1/", check=False
+    )
+    assert unknown.returncode == 1
+    if cell[1] == "scratch":
+        certs = extract(image.tag, "/etc/ssl/certs/ca-certificates.crt", tmp_path / "certs")
+        assert "BEGIN CERTIFICATE" in certs.read_text()
+        passwd = extract(image.tag, "/etc/passwd", tmp_path / "passwd").read_text()
+        assert passwd.startswith("nonroot:x:65532:65532:"), passwd
+
+
+# What src/main.rs logs once SIGTERM reached the service and its drain began.
+STOP_BEGINS_LOG = "SIGTERM received: readiness 503, draining"
+# The stop tests shorten the drain (readiness 503 while requests are still served,
+# src/lib.rs drain_and_stop; 3 s by default) so that drain plus the in-flight request
+# fit well inside STOP_GRACE; the defaults' sum stays below Docker's 10 s (src/config.rs).
+STOP_DRAIN = ("-e", "DRAIN_SECS=1")
+STOP_GRACE = "5"
 
 
 def wait_until_stop_begins(container: str, port: int, timeout: float = 10) -> None:
     """SIGTERM reached the service (it logged so) and its server stopped listening.
 
-    The log line comes before src/lib.rs pauses accepting and waits its hand-over delay;
-    a refused connection comes only once the server is stopping, which is when a
-    server that does not wait for its connections drops them.
+    The log line comes when the drain begins (src/main.rs); after it src/lib.rs pauses
+    accepting and waits its hand-over delay; a refused connection comes only once the
+    server is stopping, which is when a server that does not wait for its connections
+    drops them.
     """
     deadline = time.monotonic() + timeout
     while STOP_BEGINS_LOG not in docker("logs", container, check=False).stdout:
@@ -364,10 +399,11 @@ def busy_image(runtime_images, cookies_session: Any) -> Build:
 
 
 def stop_and_wait_until_it_begins(container: Container) -> subprocess.Popen:
-    """`docker stop` with two seconds of grace (a service that ignores SIGTERM is killed,
-    exit 137), returned once the service has really begun to stop."""
+    """`docker stop` with STOP_GRACE seconds of grace, more than STOP_DRAIN plus a short
+    request (a service that ignores SIGTERM is killed, exit 137), returned once the
+    service has really begun to stop: drained, and no longer listening."""
     stopper = subprocess.Popen(
-        [*docker_cmd(), "stop", "-t", "2", container.name],
+        [*docker_cmd(), "stop", "-t", STOP_GRACE, container.name],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=docker_env(),
@@ -387,7 +423,7 @@ def assert_stopped_cleanly(stopper: subprocess.Popen, container: Container) -> N
 def test_docker_stop_finishes_the_in_flight_request_and_exits_by_itself(
     busy_image: Build, run_container
 ) -> None:
-    container = run_container(busy_image.tag)
+    container = run_container(busy_image.tag, *STOP_DRAIN)
     conn = socket.create_connection(("127.0.0.1", container.port), timeout=30)
     conn.sendall(
         b"POST /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
@@ -422,7 +458,7 @@ def test_docker_stop_reaches_the_service_and_it_exits_cleanly(
     cell, runtime_images, run_container
 ) -> None:
     """Every image delivers SIGTERM to the service (PID 1 in distroless and scratch)."""
-    container = run_container(runtime_images.get(*cell).tag)
+    container = run_container(runtime_images.get(*cell).tag, *STOP_DRAIN)
     assert container.get("/Pete") == (200, "Hello Pete!")
     stopper = stop_and_wait_until_it_begins(container)
     assert_stopped_cleanly(stopper, container)

@@ -103,7 +103,13 @@ def baked(request: pytest.FixtureRequest, cookies_session: Any) -> Path:
 
 def structured_files(answers: dict[str, str]) -> set[str]:
     """The YAML, TOML and JSON files a project generated with these answers has."""
-    files = {"Cargo.toml", "Cargo.lock", "compose.yaml", ".devcontainer/devcontainer.json"}
+    files = {
+        "Cargo.toml",
+        "Cargo.lock",
+        "compose.yaml",
+        ".devcontainer/devcontainer.json",
+        "monitoring/prometheus.yml",
+    }
     if answers["ci_provider"] in ("gitlab", "both"):
         files.add(".gitlab-ci.yml")
     if answers["ci_provider"] in ("github", "both"):

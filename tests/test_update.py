@@ -830,3 +830,101 @@ def test_the_readme_update_commands_use_options_the_tools_have(copier_service: U
             assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", help_text), (
                 f"{' '.join(words)}: {option} is not an option of {words[0]} {words[1]}"
             )
+
+
+# ------------------------------------------------------ 6. from the release before issue 10
+
+# The template before the production pieces (env_logger, /health only), with issue 8
+# merged: what existing services were generated from.
+PREVIOUS_RELEASE = "d2fd42184b0b6dce257bfda745a0a505cba2b230"
+TEAM_HANDLER = """
+/// Added by the team: must survive template updates.
+#[get("/team/version")]
+async fn team_version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+"""
+NEW_SERVICE_FILES = (
+    "src/healthcheck.rs",
+    "src/metrics.rs",
+    "src/middleware.rs",
+    "src/operations.rs",
+    "src/telemetry.rs",
+    "monitoring/prometheus.yml",
+)
+
+
+@pytest.fixture(scope="module")
+def from_previous_release(tmp_path_factory: pytest.TempPathFactory) -> Updated:
+    """A service generated with copier from PREVIOUS_RELEASE, its src/routes.rs edited by
+    the team, then updated to this working tree."""
+    known = git(TEMPLATE_DIR, "cat-file", "-e", f"{PREVIOUS_RELEASE}^{{commit}}", check=False)
+    if known.returncode != 0:
+        pytest.fail(f"commit {PREVIOUS_RELEASE} is not in this clone (fetch the full history)")
+    repo = tmp_path_factory.mktemp("release") / "rust-service-template"
+    repo.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", PREVIOUS_RELEASE], cwd=TEMPLATE_DIR, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(repo)], input=archive, check=True)
+    git(repo, "init", "-q")
+    commit_all(repo, "Template before issue 10")
+    git(repo, "tag", V_A)
+    git(repo, "rm", "-rq", ".")
+    for name in working_tree_files():
+        target = repo / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(TEMPLATE_DIR / name, target)
+    commit_all(repo, "Template with issue 10")
+    git(repo, "tag", V_B)
+
+    project = generate_with_copier(repo, tmp_path_factory.mktemp("previous") / "svc")
+    routes = project / "src" / "routes.rs"
+    text = replace_once(
+        routes.read_text(), ".service(greet);", ".service(greet).service(team_version);", "routes"
+    )
+    routes.write_text(text + TEAM_HANDLER)
+    commit_all(project, "Team route")
+    return copier_update(project)
+
+
+def test_an_update_from_the_previous_release_keeps_routes_and_brings_the_service_pieces(
+    from_previous_release: Updated,
+) -> None:
+    project = from_previous_release.path
+    routes = read(project, "src/routes.rs")
+    assert '#[get("/team/version")]' in routes and ".service(team_version)" in routes
+    assert not unmerged(project) and not stray_rejects(project)
+    for name in git(project, "ls-files").stdout.split():
+        assert not CONFLICT_MARKER.search(read(project, name)), name
+    for name in NEW_SERVICE_FILES:
+        assert (project / name).is_file(), name
+    cargo_toml = read(project, "Cargo.toml")
+    assert "tracing-subscriber" in cargo_toml and "env_logger" not in cargo_toml
+    assert 'name = "tracing-subscriber"' in read(project, "Cargo.lock")
+    assert "HEALTHCHECK" in read(project, "Dockerfile")
+
+
+@pytest.mark.slow
+def test_the_service_updated_from_the_previous_release_builds_and_serves_the_team_route(
+    from_previous_release: Updated, cargo_env: dict[str, str]
+) -> None:
+    cargo = require("cargo")
+    project = from_previous_release.path
+    run([cargo, "test", "--locked"], cwd=project, env=cargo_env)
+    team_test = """
+#[actix_web::test]
+async fn the_team_route_answers_through_the_template_middleware() {
+    let app = actix_web::test::init_service(app(AppState::default())).await;
+    let request = actix_web::test::TestRequest::get().uri("/team/version").to_request();
+    let response = actix_web::test::call_service(&app, request).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().contains_key("x-request-id"));
+}
+"""
+    api = project / "tests" / "api.rs"
+    api.write_text(api.read_text() + team_test)
+    result = run(
+        [cargo, "test", "--locked", "--test", "api", "team_route"], cwd=project, env=cargo_env
+    )
+    assert "test the_team_route_answers_through_the_template_middleware ... ok" in result.stdout

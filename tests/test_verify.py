@@ -143,11 +143,11 @@ def test_docker_mode_leaves_nothing_running_when_the_service_never_answers(
     project = tmp_path / "out/hello-service"
     main_rs = project / "src/main.rs"
     # A service that starts and never listens: the check must give up and clean up.
+    entry = "fn main() -> ExitCode {"
+    source = main_rs.read_text()
+    assert source.count(entry) == 1, "src/main.rs changed: update this test"
     main_rs.write_text(
-        main_rs.read_text().replace(
-            "async fn main() -> ExitCode {",
-            "async fn main() -> ExitCode {\n    std::thread::sleep(std::time::Duration::MAX);",
-        )
+        source.replace(entry, entry + "\n    std::thread::sleep(std::time::Duration::MAX);")
     )
     env = docker_env() | {
         "TEMPLATE_VERIFY_DOCKER_NETWORK": "host",

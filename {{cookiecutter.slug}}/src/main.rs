@@ -1,15 +1,13 @@
 use std::io;
-use std::net::TcpListener;
 use std::process::ExitCode;
 
-use listenfd::ListenFd;
-use log::{error, info};
+use tracing::{error, info};
 
 use {{ cookiecutter.slug|replace('-', '_') }}::config::Config;
-use {{ cookiecutter.slug|replace('-', '_') }}::{run, shutdown};
+use {{ cookiecutter.slug|replace('-', '_') }}::{Application, drain_and_stop, listener, run};
+use {{ cookiecutter.slug|replace('-', '_') }}::{healthcheck, telemetry};
 
-#[actix_web::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => {
@@ -17,12 +15,43 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::new()
-        .parse_filters(&config.log_filter)
-        .target(env_logger::Target::Stdout)
-        .init();
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        None => serve(&config),
+        Some("healthcheck") => check_health(args.next().as_deref(), &config),
+        Some(other) => {
+            eprintln!("error: unknown subcommand {other:?}; usage: [healthcheck [live|ready|URL]]");
+            ExitCode::from(2)
+        }
+    }
+}
 
-    match serve(&config).await {
+/// Exit 0 if the probed endpoint answers 200 (see src/healthcheck.rs).
+fn check_health(argument: Option<&str>, config: &Config) -> ExitCode {
+    let result = healthcheck::target(argument, config)
+        .and_then(|(addresses, path)| healthcheck::probe(&addresses, &path));
+    match result {
+        Ok(200) => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("unhealthy: status {status}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("unhealthy: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: &Config) -> ExitCode {
+    let _log_guard = match telemetry::init(config) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match actix_web::rt::System::new().block_on(serve_until_stopped(config)) {
         Ok(()) => {
             info!("stopped");
             ExitCode::SUCCESS
@@ -34,67 +63,72 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: &Config) -> io::Result<()> {
+async fn serve_until_stopped(config: &Config) -> io::Result<()> {
     let listener = listener(config)?;
-    let server = run(listener, config)?;
+    let Application { server, readiness } = run(listener, config)?;
     let handle = server.handle();
-    let timeout = config.shutdown_timeout;
+    let mut signals = StopSignals::new()?;
+    let (drain, timeout) = (config.drain, config.shutdown_timeout);
     actix_web::rt::spawn(async move {
-        match stop_signal().await {
-            Ok(signal) => info!(
-                "{signal} received: finishing in-flight requests (at most {}s)",
-                timeout.as_secs()
-            ),
-            Err(err) => {
-                error!("cannot listen for stop signals: {err}");
-                return;
-            }
-        }
-        shutdown(handle).await;
+        let signal = signals.next().await;
+        info!(
+            "{signal} received: readiness 503, draining for {}s, then graceful shutdown \
+             (in-flight requests get {}s)",
+            drain.as_secs(),
+            timeout.as_secs()
+        );
+        let second = async {
+            let signal = signals.next().await;
+            info!("{signal} received again: drain cut short");
+        };
+        drain_and_stop(handle, readiness, drain, second).await;
     });
     server.await
 }
 
-/// Waits for SIGTERM (container runtimes, watchers) or SIGINT (Ctrl-C).
+/// SIGTERM (container runtimes, watchers) and SIGINT (Ctrl-C).
 #[cfg(unix)]
-async fn stop_signal() -> io::Result<&'static str> {
-    use actix_web::rt::signal::unix::{SignalKind, signal};
-    use std::task::Poll;
+struct StopSignals {
+    term: actix_web::rt::signal::unix::Signal,
+    int: actix_web::rt::signal::unix::Signal,
+}
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(std::future::poll_fn(|cx| {
-        if term.poll_recv(cx).is_ready() {
-            Poll::Ready("SIGTERM")
-        } else if int.poll_recv(cx).is_ready() {
-            Poll::Ready("SIGINT")
-        } else {
-            Poll::Pending
-        }
-    })
-    .await)
+#[cfg(unix)]
+impl StopSignals {
+    fn new() -> io::Result<Self> {
+        use actix_web::rt::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        use std::task::Poll;
+        std::future::poll_fn(|cx| {
+            if self.term.poll_recv(cx).is_ready() {
+                Poll::Ready("SIGTERM")
+            } else if self.int.poll_recv(cx).is_ready() {
+                Poll::Ready("SIGINT")
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
 }
 
 #[cfg(not(unix))]
-async fn stop_signal() -> io::Result<&'static str> {
-    actix_web::rt::signal::ctrl_c().await.map(|()| "Ctrl-C")
-}
+struct StopSignals;
 
-/// The socket passed in by systemfd (listenfd protocol) if there is one, else `HOST:PORT`.
-fn listener(config: &Config) -> io::Result<TcpListener> {
-    if let Some(listener) = ListenFd::from_env().take_tcp_listener(0)? {
-        info!(
-            "listening on http://{} (socket taken from listenfd)",
-            listener.local_addr()?
-        );
-        return Ok(listener);
+#[cfg(not(unix))]
+impl StopSignals {
+    fn new() -> io::Result<Self> {
+        Ok(Self)
     }
-    let address = config.bind_address();
-    let listener = TcpListener::bind(address)
-        .map_err(|err| io::Error::new(err.kind(), format!("cannot bind {address}: {err}")))?;
-    info!(
-        "listening on http://{} (bound HOST:PORT)",
-        listener.local_addr()?
-    );
-    Ok(listener)
+
+    async fn next(&mut self) -> &'static str {
+        let _ = actix_web::rt::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
 }

@@ -13,7 +13,8 @@ async fn index() -> &'static str {
     "Hello World!"
 }
 
-/// Liveness and readiness probe: answers as long as the server accepts requests.
+/// Kept for existing checks; new probes should use `/livez` and `/readyz`
+/// (src/operations.rs).
 #[get("/health")]
 async fn health() -> HttpResponse {
     HttpResponse::Ok()
