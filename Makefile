@@ -26,5 +26,5 @@ test-fast:
 
 lint:
 	bash scripts/prereqs/10-python.sh
-	.venv/bin/ruff check hooks tests scripts benchmarks
-	.venv/bin/ruff format --check hooks tests scripts benchmarks
+	.venv/bin/ruff check hooks tests scripts benchmarks local_extensions.py
+	.venv/bin/ruff format --check hooks tests scripts benchmarks local_extensions.py

@@ -242,3 +242,14 @@ def standin_images_on(socket_path: Path) -> list[str] | None:
     status, body = answer
     assert status == 200, f"{socket_path}: GET /images/json -> {status} {body[:500]}"
     return [", ".join(image.get("RepoTags") or []) or image["Id"] for image in json.loads(body)]
+
+
+def add_route(project: Path, handler: str, source: str) -> None:
+    """A test-only handler in a generated project's src/routes.rs, registered before the
+    greeting, whose `/{name}` would otherwise answer its path."""
+    routes = project / "src" / "routes.rs"
+    original = routes.read_text()
+    assert ".service(greet)" in original, "routes moved: update tests/support.py add_route"
+    routes.write_text(
+        original.replace(".service(greet)", f".service({handler}).service(greet)") + source
+    )

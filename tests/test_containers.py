@@ -45,7 +45,7 @@ from docker_harness import (  # noqa: E402
     require_compose,
     wait_for_http,
 )
-from support import DEFAULT_SLUG, TEMPLATE_DIR, default_answers, free_port, require  # noqa: E402
+from support import DEFAULT_SLUG, TEMPLATE_DIR, add_route, default_answers, free_port, require  # noqa: E402
 
 # Session fixtures: docker_engine, base_images, runtime_images, run_container.
 pytest_plugins = ["docker_harness"]
@@ -389,12 +389,7 @@ def busy_image(runtime_images, cookies_session: Any) -> Build:
     """The default cell's image, built from a copy with BUSY_ROUTE (on the warm cache)."""
     runtime_images.get("bookworm", "debian-slim")
     project = render(cookies_session)
-    routes = project / "src" / "routes.rs"
-    original = routes.read_text()
-    assert ".service(greet)" in original, "routes moved: update this test"
-    routes.write_text(original.replace(".service(greet)", ".service(echo).service(greet)"))
-    with routes.open("a") as file:
-        file.write(BUSY_ROUTE)
+    add_route(project, "echo", BUSY_ROUTE)
     return build_image(project, f"template-test/busy-{SLUG}:bookworm-debian-slim")
 
 

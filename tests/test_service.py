@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import bake, default_answers, free_port, http_get, require, run
+from support import add_route, bake, default_answers, free_port, http_get, require, run
 
 # Started under systemfd: restarts the binary ("$0") each time it exits, once the
 # test creates the file `go`, and records the running binary's pid in `pid`.
@@ -230,12 +230,7 @@ def panicking_binary(cookies_session: Any, cargo_env: dict[str, str]) -> Path:
     """A debug build of the default project plus PANIC_ROUTE, under its own slug so that
     its binary does not replace the default project's in the shared target dir."""
     project = bake(cookies_session, **default_answers(slug="panic-probe"))
-    routes = project / "src" / "routes.rs"
-    original = routes.read_text()
-    assert ".service(greet)" in original, "routes moved: update this test"
-    routes.write_text(original.replace(".service(greet)", ".service(fail).service(greet)"))
-    with routes.open("a") as file:
-        file.write(PANIC_ROUTE)
+    add_route(project, "fail", PANIC_ROUTE)
     run([require("cargo"), "build", "--locked"], cwd=project, env=cargo_env)
     return Path(cargo_env["CARGO_TARGET_DIR"]) / "debug" / project.name
 

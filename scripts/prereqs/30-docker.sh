@@ -10,17 +10,10 @@ PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-need_apt=()
-command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
-[ -x /usr/bin/docker ] || need_apt+=(docker.io)
-command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
-command -v readelf >/dev/null 2>&1 || need_apt+=(binutils)
-command -v curl >/dev/null 2>&1 || need_apt+=(curl)
-if [ "${#need_apt[@]}" -gt 0 ]; then
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    "${need_apt[@]}" >/dev/null
-fi
+# shellcheck source=scripts/apt-install-missing.sh
+source "$(dirname "$0")/../apt-install-missing.sh"
+apt_install_missing dockerd=docker.io /usr/bin/docker=docker.io debootstrap=debootstrap \
+  readelf=binutils curl=curl
 
 # The Debian mirror this machine already uses (never hard-coded).
 debian_mirror() {

@@ -18,16 +18,9 @@ DEVCONTAINERS_CLI_VERSION=0.89.0
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-need_apt=()
-command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
-command -v git >/dev/null 2>&1 || need_apt+=(git)
-command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
-command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
-if [ "${#need_apt[@]}" -gt 0 ]; then
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    "${need_apt[@]}" >/dev/null
-fi
+# shellcheck source=scripts/apt-install-missing.sh
+source "$(dirname "$0")/../apt-install-missing.sh"
+apt_install_missing rsync=rsync git=git redis-server=redis-server "npm=nodejs npm"
 # Debian starts a redis-server service on install; the tests run their own on a free port.
 
 npm_global_has() {
