@@ -321,7 +321,7 @@ def files_the_template_wrote(answers: dict[str, str]) -> set[Path]:
 
 
 def birth_time(path: Path) -> float | None:
-    """When the folder was created, where the system records it."""
+    """When the file or folder was created, where the system records it."""
     born = getattr(path.stat(), "st_birthtime", None)  # macOS, BSD
     if born is None:
         result = subprocess.run(["stat", "-c", "%.9W", str(path)], capture_output=True, text=True)
@@ -348,19 +348,19 @@ STARTUP_MARGIN_S = 0.05
 
 
 def created_by_this_run(directory: Path, started: float | None) -> bool:
-    """Unknown counts as the user's: a folder the user had is never removed."""
+    """Unknown counts as the user's: nothing the user had is ever removed."""
     born = birth_time(directory)
     return started is not None and born is not None and born > started + STARTUP_MARGIN_S
 
 
 def undo_copier_files(answers: dict[str, str], answers_file: Path) -> int:
     """copier removes a destination it created, but not what it wrote into an existing
-    folder: remove exactly the template's files, and the folders this run created that
-    are left empty."""
+    folder: remove the template's files and folders that this run created (a user's file
+    of the same name, kept at copier's overwrite prompt, stays), folders once empty."""
     started = copier_started()
     removed = 0
     for path in sorted(files_the_template_wrote(answers) | {PROJECT / answers_file}):
-        if path.is_file() and PROJECT in path.parents:
+        if path.is_file() and PROJECT in path.parents and created_by_this_run(path, started):
             path.unlink()
             removed += 1
             for parent in path.parents:
