@@ -104,12 +104,15 @@ def render_copier(
 
 
 def cookiecutter_cli(
-    output_dir: Path, answers: dict[str, str], env: dict[str, str] | None = None
+    output_dir: Path,
+    answers: dict[str, str],
+    env: dict[str, str] | None = None,
+    *options: str,
 ) -> subprocess.CompletedProcess[str]:
-    """`cookiecutter --no-input` as a user runs it, with its config kept out of $HOME."""
+    """`cookiecutter --no-input [options]` as a user runs it, its config kept out of $HOME."""
     config = cookiecutter_config(output_dir.parent / f".{output_dir.name}-cc-home")
     return subprocess.run(
-        [sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE_DIR),
+        [sys.executable, "-m", "cookiecutter", "--no-input", *options, str(TEMPLATE_DIR),
          *(f"{key}={value}" for key, value in answers.items()),
          "--output-dir", str(output_dir),
          "--config-file", str(config)],

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from support import (
-    TEMPLATE_DIR,
     cookiecutter_cli,
     copier_cli,
     default_answers,
@@ -132,14 +131,9 @@ def test_cookiecutter_overwriting_keeps_the_users_empty_optional_folders(tmp_pat
     users_things(project)
     before = snapshot(project)
 
-    config = tmp_path / "cc.yaml"
-    config.write_text(f"cookiecutters_dir: {tmp_path}/cc\nreplay_dir: {tmp_path}/replay\n")
-    result = run(
-        ["python3", "-m", "cookiecutter", "--no-input", "--overwrite-if-exists",
-         "--config-file", str(config), "--output-dir", str(tmp_path / "out"),
-         str(TEMPLATE_DIR), "verify=none", "ci_provider=none"],
-        check=False,
-    )  # fmt: skip
+    result = cookiecutter_cli(
+        tmp_path / "out", default_answers(ci_provider="none"), None, "--overwrite-if-exists"
+    )
     assert result.returncode == 0, result.stderr
 
     after = snapshot(project)
