@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """Container figures: image sizes, cold build vs one-line rebuild, dev-loop hot reload.
 
-    .venv/bin/python benchmarks/containers.py            # everything (about 10 minutes on 2 cores)
-    .venv/bin/python benchmarks/containers.py --sizes    # only the compressed image sizes
+    .venv/bin/python -m benchmarks.containers            # everything (about 10 minutes on 2 cores)
+    .venv/bin/python -m benchmarks.containers --sizes    # only the compressed image sizes
 
 Prints one line per figure; copy the output into docs/containers.md. Uses the test
-suite's own engine (scripts/docker-engine.sh; importing tests/docker_harness.py sets
+suite's own engine (harness/docker-engine.sh; importing harness/containers.py sets
 DOCKER_HOST), its base images and host networking, never the engine on the default socket.
 The cold build renders a project under a fresh slug, so its BuildKit cache mounts and
 layers start empty (base images excepted); each run leaves that cache behind in the
-suite's engine (`DOCKER_HOST=$(scripts/docker-engine.sh host) docker builder prune`
+suite's engine (`DOCKER_HOST=$(harness/docker-engine.sh host) docker builder prune`
 reclaims it).
 """
 
@@ -24,23 +24,19 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from docker_harness import (
-    ENGINE_SCRIPT,
+from harness.containers import (
     RUNTIME_CELLS,
-    STANDIN_SCRIPT,
+    STANDIN_MODULE,
     build_image,
     compiled_crates,
     compose_up,
-    docker_cli,
-    docker_env,
     host_network_override,
-    http_get,
     render,
     wait_for_http,
 )
-from support import default_answers, free_port
+from harness.engine import ENGINE_SCRIPT, docker_cli, docker_env
+from harness.processes import free_port, http_get
+from harness.render import default_answers
 
 TARGETS_MB = {"debian-slim": 30, "distroless": 15, "scratch": 5}
 
@@ -52,7 +48,7 @@ def say(line: str) -> None:
 def prepare() -> None:
     subprocess.run(["bash", str(ENGINE_SCRIPT), "start"], check=True, stdout=subprocess.DEVNULL)
     subprocess.run(
-        [sys.executable, str(STANDIN_SCRIPT)],
+        [sys.executable, "-m", STANDIN_MODULE],
         check=True,
         env=docker_env(),
         stdout=subprocess.DEVNULL,

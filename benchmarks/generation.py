@@ -1,6 +1,6 @@
 """Time generation and the post-generation check; print one line per figure.
 
-    .venv/bin/python benchmarks/generation.py [--runs 5]
+    .venv/bin/python -m benchmarks.generation [--runs 5]
 
 - generation without verification, with cookiecutter and with copier (median of runs);
 - verification with a cold cargo cache (empty CARGO_HOME and target dir: crates are
@@ -13,14 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from support import default_answers, render_cookiecutter, render_copier
+from harness.render import default_answers, render_cookiecutter, render_copier
 
 
 def timed(action: Callable[[], object]) -> float:

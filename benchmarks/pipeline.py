@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Benchmarks for the generated pipeline's caching (issue 4, points 3 and 4). Not run by CI.
 
-    .venv/bin/python benchmarks/pipeline.py caching          cold, then warm branch pipeline
-    .venv/bin/python benchmarks/pipeline.py caching --no-target-cache   with sccache alone
-    .venv/bin/python benchmarks/pipeline.py redis            two fresh runners sharing Redis
+    .venv/bin/python -m benchmarks.pipeline caching          cold, then warm branch pipeline
+    .venv/bin/python -m benchmarks.pipeline caching --no-target-cache   with sccache alone
+    .venv/bin/python -m benchmarks.pipeline redis            two fresh runners sharing Redis
 
 Each run generates the default project, builds the images the pipeline tier uses (the
 engine's layer cache makes that instant after the first time) and runs the pipeline
@@ -24,11 +24,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
 import yaml  # noqa: E402
-from support import default_answers, free_port, render_cookiecutter  # noqa: E402
-from test_pipeline import (  # noqa: E402
+
+from harness.processes import free_port  # noqa: E402
+from harness.render import default_answers, render_cookiecutter  # noqa: E402
+from tests.test_pipeline import (  # noqa: E402
     GITLAB_CI,
     Pipeline,
     build_builder_image,
@@ -97,7 +98,7 @@ def caching(work: Path, builder: str, helper: str, target_cache: bool) -> None:
 def redis(work: Path, builder: str, helper: str) -> None:
     server = shutil.which("redis-server")
     if not server:
-        sys.exit("redis-server is not installed (scripts/prereqs/40-pipeline.sh)")
+        sys.exit("redis-server is not installed (harness/prerequisites/40-pipeline.sh)")
     port = free_port()
     process = subprocess.Popen(
         [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],

@@ -1,6 +1,6 @@
 """The generated service under load, against what users would pick instead.
 
-    python benchmarks/service_load.py [--duration 10] [--skip-builds] [--profiles]
+    .venv/bin/python -m benchmarks.service_load [--duration 10] [--skip-builds] [--profiles]
 
 wrk (Debian's package) on loopback, one run, same machine, side by side:
 (a) the generated service's release binary, default middleware and configuration, JSON
@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from support import default_answers, free_port, http_get, render_cookiecutter  # noqa: E402
+from harness.processes import free_port, http_get  # noqa: E402
+from harness.render import default_answers, render_cookiecutter  # noqa: E402
 
 NICE = ["nice", "-n", "10"]
 CORES = os.cpu_count() or 1
@@ -372,7 +372,7 @@ def main() -> None:
     args = parser.parse_args()
     for tool in ("cargo", "wrk", "git"):
         if not shutil.which(tool):
-            sys.exit(f"{tool} is not installed (run scripts/install-prerequisites.sh)")
+            sys.exit(f"{tool} is not installed (run harness/install-prerequisites.sh)")
     with tempfile.TemporaryDirectory(prefix="service-load-") as tmp:
         scratch = Path(tmp)
         after, binary = build_comparison(scratch)

@@ -17,7 +17,7 @@ from pathlib import Path
 # Rendered by the engine; tojson escapes quotes, so any answer parses safely.
 RENDERED_ANSWERS = r"""{{ cookiecutter | tojson }}"""
 
-# The default slug is derived from project_name (scripts/generate-slug-default.py);
+# The default slug is derived from project_name (maintainer/generate-slug-default.py);
 # a name it cannot serve (only symbols, a leading digit, a reserved word) ends here.
 SLUG_HINT = "choose one with slug=... (the default comes from project_name)"
 SLUG_PATTERN = re.compile(r"^[a-z](?:[a-z0-9]|-(?=[a-z0-9])){1,39}$")

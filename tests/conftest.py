@@ -15,16 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import (
+
+# Assertions inside the harness explain themselves as the tests' own do.
+pytest.register_assert_rewrite("harness")
+
+from harness import TEMPLATE_DIR
+from harness.engine import (
     DEFAULT_DOCKER_SOCKET,
     STANDIN_LABEL,
-    TEMPLATE_DIR,
-    bake,
-    default_answers,
     standin_images_on,
     suite_engine_socket,
     use_suite_engine,
 )
+from harness.render import bake, default_answers
 
 # The command-line tools of requirements-dev.txt (ruff, check-jsonschema, hadolint, cruft,
 # sccache) sit next to the interpreter in .venv/bin: find them as an activated venv would.

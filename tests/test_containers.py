@@ -3,7 +3,7 @@
 Unmarked tests are the fast tier: hadolint on every Dockerfile for every relevant
 answer, the compose file against the compose spec (and `docker compose config`),
 devcontainer.json. Tests marked `docker` build and run the images with a real
-engine on host networking (see tests/docker_harness.py and docs/containers.md).
+engine on host networking (see harness/containers.py and docs/containers.md).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,9 +22,8 @@ from typing import Any
 
 import pytest
 
-pytest.register_assert_rewrite("docker_harness")
-
-from docker_harness import (  # noqa: E402
+from harness import standins
+from harness.containers import (
     RUNTIME_CELLS,
     Build,
     ComposeProject,
@@ -36,22 +34,18 @@ from docker_harness import (  # noqa: E402
     compiled_crates,
     compose_config,
     compose_up,
-    docker,
-    docker_cli,
-    docker_env,
     host_network_override,
-    http_get,
     render,
-    require_compose,
     wait_for_http,
 )
-from support import DEFAULT_SLUG, TEMPLATE_DIR, add_route, default_answers, free_port, require  # noqa: E402
+from harness.engine import docker, docker_cli, docker_env, require_compose
+from harness.processes import free_port, http_get, require
+from harness.render import DEFAULT_SLUG, add_route, default_answers
 
 # Session fixtures: docker_engine, base_images, runtime_images, run_container.
-pytest_plugins = ["docker_harness"]
+pytest_plugins = ["harness.containers"]
 
 SLUG = DEFAULT_SLUG
-STANDIN_SCRIPT = TEMPLATE_DIR / "scripts" / "standin-images.py"
 
 # Every answer that changes a container file.
 CONTAINER_ANSWERS = [
@@ -139,19 +133,7 @@ def test_every_base_image_the_dockerfiles_name_has_a_stand_in_recipe(
     for project in rendered_variants:
         for name in ("Dockerfile", "dev.Dockerfile"):
             named |= base_images_named((project / name).read_text())
-    listing = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import importlib.util,sys;"
-            f"s=importlib.util.spec_from_file_location('s','{STANDIN_SCRIPT}');"
-            "m=importlib.util.module_from_spec(s);s.loader.exec_module(m);"
-            f"print('\\n'.join(m.all_images('{default_answers()['rust_version']}')))",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    listing = standins.all_images(default_answers()["rust_version"])
     assert named, "no FROM lines found"
     assert named <= set(listing), f"images without a stand-in: {named - set(listing)}"
 

@@ -24,22 +24,14 @@ from typing import Any
 import pytest
 import yaml
 
-pytest.register_assert_rewrite("docker_harness")
-
-from docker_harness import Container  # noqa: E402
-from support import (  # noqa: E402
-    DEFAULT_SLUG,
-    bake,
-    default_answers,
-    free_port,
-    render_cookiecutter,
-    require,
-    run,
-    suite_engine_socket,
-)
+from harness import TEMPLATE_DIR
+from harness.containers import Container
+from harness.engine import ENGINE_SCRIPT, suite_engine_socket
+from harness.processes import free_port, require, run
+from harness.render import DEFAULT_SLUG, bake, default_answers, render_cookiecutter
 
 # The container tier's engine, base images and container fixtures.
-pytest_plugins = ["docker_harness"]
+pytest_plugins = ["harness.containers"]
 
 GITLAB_CI = ".gitlab-ci.yml"
 GITHUB_WORKFLOW = ".github/workflows/ci.yml"
@@ -567,19 +559,19 @@ def ensure_engine_and_base_images() -> None:
 
     Tests use the container tier's session fixtures instead (docker_harness).
     """
-    from support import TEMPLATE_DIR
-
-    run(["bash", str(TEMPLATE_DIR / "scripts" / "docker-engine.sh"), "start"], timeout=120)
+    run(["bash", str(ENGINE_SCRIPT), "start"], timeout=120)
     answers = default_answers()
     run(
         [
             sys.executable,
-            str(TEMPLATE_DIR / "scripts" / "standin-images.py"),
+            "-m",
+            "harness.standins",
             "--rust-version",
             answers["rust_version"],
             f"rust:{answers['rust_version']}-{answers['debian_release']}",
             f"debian:{answers['debian_release']}-slim",
         ],
+        cwd=TEMPLATE_DIR,
         timeout=1800,
     )
 
@@ -634,7 +626,7 @@ def build_helper_image(workdir: Path) -> str:
 
 @pytest.fixture(scope="session")
 def pipeline_engine(docker_engine: str, base_images: None) -> str:
-    """The container tier's engine and stand-in base images (tests/docker_harness.py)."""
+    """The container tier's engine and stand-in base images (harness/containers.py)."""
     require("gitlab-ci-local")
     require("rsync")
     require("git")

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import TEMPLATE_DIR, cookiecutter_cli, copier_cli, load_hook, questions
+
+from harness import TEMPLATE_DIR
+from harness.render import cookiecutter_cli, copier_cli, load_hook, questions
 
 COPIER = yaml.safe_load((TEMPLATE_DIR / "copier.yml").read_text())
 COPIER_QUESTIONS = {

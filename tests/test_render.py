@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
-from support import bake, choices, default_answers, render_copier
+
+from harness.render import bake, choices, default_answers, render_copier
 
 # Anything a template engine should have consumed. GitHub Actions' own `${{ }}`
 # expressions are the one legitimate double-brace in the output.

@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import add_route, bake, default_answers, free_port, http_get, require, run
+
+from harness.processes import free_port, http_get, require, run
+from harness.render import add_route, bake, default_answers
 
 # Started under systemfd: restarts the binary ("$0") each time it exits, once the
 # test creates the file `go`, and records the running binary's pid in `pid`.
@@ -114,7 +116,7 @@ def lock_after_cargo_resolves(project: Path, *flags: str) -> str:
 
 
 def test_committed_lock_matches_cargo_toml(default_project: Path) -> None:
-    """`--locked` fails when Cargo.toml needs a lock change: run scripts/refresh-cargo-lock.py."""
+    """`--locked` fails when Cargo.toml needs a lock change (maintainer/refresh-cargo-lock.py)."""
     lock_after_cargo_resolves(default_project, "--locked")
 
 

@@ -1,7 +1,7 @@
 """The default slug: both engines derive the same one from the project name.
 
 The expression lives in cookiecutter.json and copier.yml, written by
-scripts/generate-slug-default.py; the rule and its message by
+maintainer/generate-slug-default.py; the rule and its message by
 hooks/pre_gen_project.py (cookiecutter) and copier.yml's validator (copier).
 """
 
@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 import yaml
-from support import (
+
+from harness import IN_CI, TEMPLATE_DIR
+from harness.render import (
     DEFAULT_SLUG,
-    IN_CI,
-    TEMPLATE_DIR,
     bake,
     cookiecutter_cli,
     cookiecutter_config,
@@ -32,7 +32,7 @@ from support import (
     render_copier,
 )
 
-GENERATOR = TEMPLATE_DIR / "scripts" / "generate-slug-default.py"
+GENERATOR = TEMPLATE_DIR / "maintainer" / "generate-slug-default.py"
 
 # Name -> the slug a user expects from it.
 SLUGS = [

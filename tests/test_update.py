@@ -24,15 +24,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import (
-    DEFAULT_SLUG,
-    TEMPLATE_DIR,
-    cookiecutter_config,
-    default_answers,
-    render_copier,
-    require,
-    run,
-)
+
+from harness import TEMPLATE_DIR
+from harness.processes import require, run
+from harness.render import DEFAULT_SLUG, cookiecutter_config, default_answers, render_copier
 
 pytestmark = pytest.mark.update
 

@@ -12,14 +12,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import (
-    cookiecutter_cli,
-    copier_cli,
-    default_answers,
-    load_hook,
-    require,
-    run,
-)
+
+from harness.processes import require, run
+from harness.render import cookiecutter_cli, copier_cli, default_answers, load_hook
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Pete",

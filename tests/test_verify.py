@@ -10,17 +10,13 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from support import (
-    DEFAULT_SLUG,
-    TEMPLATE_DIR,
-    cookiecutter_cli,
-    copier_cli,
-    default_answers,
-    require,
-)
+
+from harness import TEMPLATE_DIR
+from harness.processes import require
+from harness.render import DEFAULT_SLUG, cookiecutter_cli, copier_cli, default_answers
 
 # Session fixtures for the docker test: docker_engine, base_images.
-pytest_plugins = ["docker_harness"]
+pytest_plugins = ["harness.containers"]
 
 STEP_DONE = re.compile(r"^\[verify\] (.+): ok \((\d+\.\d) s\)$", re.MULTILINE)
 
@@ -136,7 +132,7 @@ def test_docker_mode_builds_the_runtime_image_and_curls_the_container(
 def test_docker_mode_leaves_nothing_running_when_the_service_never_answers(
     tmp_path: Path, base_images: None
 ) -> None:
-    from docker_harness import docker, docker_env
+    from harness.engine import docker, docker_env
 
     generated = cookiecutter_cli(tmp_path / "out", default_answers(verify="none"))
     assert generated.returncode == 0, generated.stderr

@@ -19,17 +19,16 @@ CA certificates (``/usr/local/share/ca-certificates``) so cargo can fetch crates
 through the proxy. The template's own Dockerfiles never do that. Every stand-in
 carries the label ``org.template.standin=1``.
 
-Everything happens in the test suite's own engine (scripts/docker-engine.sh, which must
+Everything happens in the test suite's own engine (harness/docker-engine.sh, which must
 be running), whatever DOCKER_HOST says: a stand-in under an official name must never
 reach the engine a user builds with.
 
-Usage: scripts/standin-images.py [--rust-version 1.95] [IMAGE ...]   (default: all)
+Usage: python -m harness.standins [--rust-version 1.95] [IMAGE ...]   (default: all)
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import re
 import shutil
@@ -38,13 +37,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from harness.debian import debian_mirror
+from harness.engine import ENGINE_SCRIPT, docker_cli, docker_env, suite_engine_host
+
 RELEASES = {"bookworm": "12", "trixie": "13"}
 STATE_DIR = Path(os.environ.get("STANDIN_STATE_DIR", "/var/tmp/template-standins"))
-DOCKER = os.environ.get("DOCKER") or (
-    "/usr/bin/docker" if Path("/usr/bin/docker").exists() else shutil.which("docker") or "docker"
-)
 LABEL = "org.template.standin=1"
-ENGINE_SCRIPT = Path(__file__).resolve().parent / "docker-engine.sh"
 # What the official images trim from Debian (docs, man pages, locales).
 DPKG_EXCLUDES = """path-exclude /usr/share/doc/*
 path-include /usr/share/doc/*/copyright
@@ -60,16 +58,9 @@ def log(message: str) -> None:
     print(f"standin-images: {message}", flush=True)
 
 
-@functools.cache
-def suite_engine_host() -> str:
-    return subprocess.run(
-        ["bash", str(ENGINE_SCRIPT), "host"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
 def docker(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, DOCKER_BUILDKIT="1", DOCKER_HOST=suite_engine_host())
-    return subprocess.run([DOCKER, *args], check=check, text=True, env=env, **kwargs)
+    """The docker CLI on the suite's engine, its output streamed unless captured."""
+    return subprocess.run([docker_cli(), *args], check=check, text=True, env=docker_env(), **kwargs)
 
 
 def image_present(image: str) -> bool:
@@ -81,17 +72,11 @@ def pulled(image: str) -> bool:
     return result.returncode == 0
 
 
-def debian_mirror() -> str:
-    """The Debian mirror the machine's apt already uses."""
-    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
-    for source in sources:
-        if not source.is_file():
-            continue
-        for line in source.read_text().splitlines():
-            match = re.match(r"^\s*(?:URIs:|deb)\s+(\S+)", line)
-            if match and re.search(r"/debian/?$", match.group(1)):
-                return match.group(1).rstrip("/")
-    sys.exit("standin-images: no Debian mirror in the apt sources")
+def mirror() -> str:
+    found = debian_mirror()
+    if found is None:
+        sys.exit("standin-images: no Debian mirror in the apt sources")
+    return found
 
 
 def build(tag: str, dockerfile: str, context: Path) -> None:
@@ -116,7 +101,7 @@ def debian_slim(release: str) -> None:
     with tempfile.TemporaryDirectory(dir=STATE_DIR) as tmp:
         root = Path(tmp) / "rootfs"
         subprocess.run(
-            ["debootstrap", "--variant=minbase", release, str(root), debian_mirror()],
+            ["debootstrap", "--variant=minbase", release, str(root), mirror()],
             check=True,
             stdout=subprocess.DEVNULL,
         )

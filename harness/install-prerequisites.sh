@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs and starts everything the test suite needs, on a fresh machine or a warm one.
-# Each scripts/prereqs/*.sh is idempotent and owns one kind of prerequisite.
+# Each numbered harness/prerequisites/*.sh is idempotent and owns one kind of prerequisite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for step in scripts/prereqs/*.sh; do
+for step in harness/prerequisites/[0-9]*.sh; do
     started=$(date +%s)
     echo "==> ${step}"
     bash "${step}"

@@ -3,29 +3,17 @@
 # debootstrap for the stand-in base images, and the compose v2 and buildx CLI
 # plugins unpacked from Debian trixie's packages (they depend only on libc).
 # Idempotent and quiet; safe to rerun. The engine itself is started by
-# scripts/docker-engine.sh (the test session starts it too when it is down).
+# harness/docker-engine.sh (the test session starts it too when it is down).
 set -euo pipefail
 
 PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# shellcheck source=scripts/apt-install-missing.sh
-source "$(dirname "$0")/../apt-install-missing.sh"
+# shellcheck source=harness/prerequisites/apt-install-missing.sh
+source "$(dirname "$0")/apt-install-missing.sh"
 apt_install_missing dockerd=docker.io /usr/bin/docker=docker.io debootstrap=debootstrap \
   readelf=binutils curl=curl
-
-# The Debian mirror this machine already uses (never hard-coded).
-debian_mirror() {
-  local uri
-  uri=$(grep -rhoE '^(URIs:|deb) +[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d 2>/dev/null \
-    | awk '{print $2}' | grep -E '/debian/?$' | head -n1 || true)
-  if [ -z "$uri" ]; then
-    echo "30-docker.sh: no Debian mirror found in the apt sources" >&2
-    exit 1
-  fi
-  echo "${uri%/}"
-}
 
 # docker compose v2 and docker buildx as CLI plugins, from trixie's .debs.
 plugin_ok() { [ -x "$PLUGIN_DIR/docker-$1" ] && "$PLUGIN_DIR/docker-$1" docker-cli-plugin-metadata >/dev/null 2>&1; }
@@ -33,7 +21,9 @@ if ! plugin_ok compose || ! plugin_ok buildx; then
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   mkdir -p "$work/lists/partial" "$work/archives/partial" "$work/sources.d"
-  echo "deb $(debian_mirror) trixie main" > "$work/sources.list"
+  # The Debian mirror this machine already uses (never hard-coded; harness/debian.py).
+  mirror=$(cd "$(dirname "$0")/../.." && .venv/bin/python -m harness.debian)
+  echo "deb ${mirror} trixie main" > "$work/sources.list"
   apt_opts=(-qq -o "Dir::Etc::sourcelist=$work/sources.list" -o "Dir::Etc::sourceparts=$work/sources.d"
             -o "Dir::State::Lists=$work/lists" -o "Dir::Cache::archives=$work/archives"
             -o "APT::Get::List-Cleanup=0" -o "Dir::State::status=/dev/null"

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Sourced by scripts/prereqs/*.sh (not a step of its own): installs, in one apt-get run,
+# Sourced by harness/prerequisites/*.sh (not a step of its own): installs, in one apt-get run,
 # the Debian packages whose command is missing.
 #   apt_install_missing COMMAND=PACKAGES...   COMMAND: a name on PATH, or an absolute path
 #                                             that must be executable; PACKAGES: one or

@@ -5,8 +5,8 @@ Renders the template with default answers into a temporary directory, lets cargo
 update the lock there, and writes it back with the package name replaced by the
 Jinja expression, so it renders for any slug. Prints the packages that changed.
 
-    python scripts/refresh-cargo-lock.py            # every dependency to its newest
-    python scripts/refresh-cargo-lock.py --minimal  # only what Cargo.toml now requires
+    python maintainer/refresh-cargo-lock.py            # every dependency to its newest
+    python maintainer/refresh-cargo-lock.py --minimal  # only what Cargo.toml now requires
 
 The lock is resolved with rust-version set to the oldest Rust the template accepts,
 so cargo's MSRV-aware resolver (edition 2024) keeps it buildable with every
@@ -50,7 +50,7 @@ HEADER = (
 # (A slug equal to a dependency's name still builds with --locked, but cargo then
 # qualifies references to that dependency with its version and rewrites the lock.)
 TEMPLATE = """\
-{{#- Written by scripts/refresh-cargo-lock.py: run it rather than editing this file. -#}}
+{{#- Written by maintainer/refresh-cargo-lock.py: run it rather than editing this file. -#}}
 {{%- set own_entry -%}}
 {own_entry}
 {{%- endset -%}}

@@ -1,12 +1,12 @@
 """Container harness: one engine, one set of base images, built images and compose projects.
 
-The engine is the suite's own (scripts/docker-engine.sh: its own socket and data root),
+The engine is the suite's own (harness/docker-engine.sh: its own socket and data root),
 never the one a user works with: DOCKER_HOST points every docker client here at it
 (set when this module is imported, for benchmarks too, and by tests/conftest.py).
 
 Everything here is session-scoped where it is expensive: the engine is started (or
 reused) once, the base images are made present once (pulled, or stand-ins built by
-scripts/standin-images.py on machines without a registry), and each runtime image
+harness/standins.py on machines without a registry), and each runtime image
 is built once per (Debian release, variant) and shared by the tests that need it.
 
 The network rule of these machines holds for everything started here: builds use
@@ -29,21 +29,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import (
+
+from harness import IN_CI
+from harness.engine import (
     ENGINE_SCRIPT,
-    IN_CI,
-    TEMPLATE_DIR,
-    bake,
-    default_answers,
-    free_port,
-    http_get,
-    require,
+    docker,
+    docker_cli,
+    docker_env,
     suite_engine_host,
     use_suite_engine,
 )
+from harness.processes import free_port, http_get
+from harness.render import bake, default_answers
 
 use_suite_engine()
-STANDIN_SCRIPT = TEMPLATE_DIR / "scripts" / "standin-images.py"
+STANDIN_MODULE = "harness.standins"
 RELEASES = ("bookworm", "trixie")
 VARIANTS = ("debian-slim", "distroless", "scratch")
 # Cells that build for real. The static (scratch) binary does not depend on the
@@ -56,65 +56,6 @@ RUNTIME_CELLS = (
     ("trixie", "debian-slim"),
     ("trixie", "distroless"),
 )
-
-
-def docker_cli() -> str:
-    """Debian's client speaks BuildKit by itself; a newer client needs the buildx plugin."""
-    if Path("/usr/bin/docker").exists():
-        return "/usr/bin/docker"
-    return require("docker")
-
-
-def docker_env() -> dict[str, str]:
-    env = dict(os.environ, DOCKER_HOST=suite_engine_host())
-    env["DOCKER_BUILDKIT"] = "1"
-    env.setdefault("BUILDKIT_PROGRESS", "plain")
-    return env
-
-
-def docker(
-    *args: str,
-    check: bool = True,
-    timeout: float = 3600,
-    cwd: Path | None = None,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run the docker CLI; a failure raises with the command's output."""
-    result = subprocess.run(
-        [docker_cli(), *args],
-        cwd=cwd,
-        env=env or docker_env(),
-        text=True,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"docker {' '.join(args)} exited {result.returncode}\n"
-            f"--- stdout\n{result.stdout[-6000:]}\n--- stderr\n{result.stderr[-6000:]}"
-        )
-    return result
-
-
-def compose_available() -> bool:
-    return (
-        subprocess.run(
-            [docker_cli(), "compose", "version"], capture_output=True, check=False
-        ).returncode
-        == 0
-    )
-
-
-def require_compose() -> None:
-    if not compose_available():
-        message = (
-            "prerequisite 'docker compose' (v2 plugin) is not installed"
-            " (run scripts/prereqs/30-docker.sh)"
-        )
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 # ---------------------------------------------------------------- engine and images
@@ -165,7 +106,8 @@ def base_images(docker_engine: str) -> None:
     result = subprocess.run(
         [
             sys.executable,
-            str(STANDIN_SCRIPT),
+            "-m",
+            STANDIN_MODULE,
             "--rust-version",
             rust_version,
             *images_the_tier_uses(rust_version),
@@ -174,6 +116,7 @@ def base_images(docker_engine: str) -> None:
         text=True,
         check=False,
         env=docker_env(),
+        cwd=TEMPLATE_DIR,
     )
     assert result.returncode == 0, f"base images:\n{result.stdout}\n{result.stderr}"
 

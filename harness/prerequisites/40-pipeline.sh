@@ -18,8 +18,8 @@ DEVCONTAINERS_CLI_VERSION=0.89.0
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# shellcheck source=scripts/apt-install-missing.sh
-source "$(dirname "$0")/../apt-install-missing.sh"
+# shellcheck source=harness/prerequisites/apt-install-missing.sh
+source "$(dirname "$0")/apt-install-missing.sh"
 apt_install_missing rsync=rsync git=git redis-server=redis-server "npm=nodejs npm"
 # Debian starts a redis-server service on install; the tests run their own on a free port.
 

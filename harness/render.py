@@ -1,25 +1,16 @@
-"""Helpers shared by the test modules: render with either engine, find tools."""
+"""Rendering the template: its questions, default answers, and both engines (API and CLI)."""
 
 from __future__ import annotations
 
-import functools
-import http.client
 import importlib.util
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
-import urllib.parse
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import pytest
-
-TEMPLATE_DIR = Path(__file__).resolve().parents[1]
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from harness import TEMPLATE_DIR
 
 
 def questions() -> dict[str, Any]:
@@ -132,53 +123,6 @@ def copier_cli(
     )  # fmt: skip
 
 
-def require(tool: str) -> str:
-    """Path of a prerequisite; a missing one fails under CI=true and skips elsewhere."""
-    path = shutil.which(tool)
-    if path:
-        return path
-    message = f"prerequisite '{tool}' is not installed (run scripts/install-prerequisites.sh)"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def http_get(port: int, path: str, timeout: float = 10) -> tuple[int, str]:
-    """One GET on a new connection to the loopback port: (status, body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        conn.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run(
-    cmd: list[str],
-    cwd: Path | None = None,
-    env: dict[str, str] | None = None,
-    timeout: float = 1800,
-    check: bool = True,
-) -> subprocess.CompletedProcess[str]:
-    """Run a command, keeping its output for the assertion message."""
-    result = subprocess.run(
-        cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout, check=False
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} exited {result.returncode}\n--- stdout\n{result.stdout[-4000:]}"
-            f"\n--- stderr\n{result.stderr[-4000:]}"
-        )
-    return result
-
-
 def load_hook(name: str) -> ModuleType:
     """hooks/<name>.py as a module, so tests call its rules and helpers directly."""
     spec = importlib.util.spec_from_file_location(name, TEMPLATE_DIR / "hooks" / f"{name}.py")
@@ -187,64 +131,6 @@ def load_hook(name: str) -> ModuleType:
     sys.modules[name] = module  # dataclasses look their module up while loading
     spec.loader.exec_module(module)
     return module
-
-
-# ---------------------------------------------------------------- the suite's Docker engine
-ENGINE_SCRIPT = TEMPLATE_DIR / "scripts" / "docker-engine.sh"
-# Where a user's own engine listens (the docker CLI's default).
-DEFAULT_DOCKER_SOCKET = Path("/var/run/docker.sock")
-STANDIN_LABEL = "org.template.standin=1"
-
-
-@functools.cache
-def suite_engine_host() -> str:
-    """DOCKER_HOST of the suite's own engine; scripts/docker-engine.sh decides where it is."""
-    return run(["bash", str(ENGINE_SCRIPT), "host"], timeout=30).stdout.strip()
-
-
-def suite_engine_socket() -> Path:
-    return Path(suite_engine_host().removeprefix("unix://"))
-
-
-def use_suite_engine() -> str:
-    """Point every docker client this process starts at the suite's engine.
-
-    The docker CLI, compose, buildx, gitlab-ci-local and the post-generation hook all
-    inherit DOCKER_HOST, which wins over a docker context; nothing reaches the user's
-    engine, where stand-ins under official names would feed their real builds.
-    """
-    host = suite_engine_host()
-    os.environ["DOCKER_HOST"] = host
-    os.environ.pop("DOCKER_CONTEXT", None)
-    return host
-
-
-def engine_api(socket_path: Path, path: str, timeout: float = 10) -> tuple[int, str] | None:
-    """GET on a Docker engine's unix socket: (status, body), or None when nothing answers."""
-    conn = http.client.HTTPConnection("localhost", timeout=timeout)
-    try:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        sock.connect(str(socket_path))
-        conn.sock = sock
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    except OSError:
-        return None
-    finally:
-        conn.close()
-
-
-def standin_images_on(socket_path: Path) -> list[str] | None:
-    """Tags (or ids) of the images labelled as stand-ins; None when no engine answers there."""
-    query = urllib.parse.quote(json.dumps({"label": [STANDIN_LABEL]}))
-    answer = engine_api(socket_path, f"/images/json?filters={query}")
-    if answer is None:
-        return None
-    status, body = answer
-    assert status == 200, f"{socket_path}: GET /images/json -> {status} {body[:500]}"
-    return [", ".join(image.get("RepoTags") or []) or image["Id"] for image in json.loads(body)]
 
 
 def add_route(project: Path, handler: str, source: str) -> None:

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Start, stop or report the test suite's own Docker engine.
 #
-#   scripts/docker-engine.sh start    start the suite's dockerd (reused when it already answers)
-#   scripts/docker-engine.sh stop     stop the suite's dockerd (its data stays)
-#   scripts/docker-engine.sh status   exit 0 when the suite's engine answers
-#   scripts/docker-engine.sh host     print its DOCKER_HOST (unix://.../docker.sock)
-#   scripts/docker-engine.sh remove   stop it and delete its folder (images, caches)
+#   harness/docker-engine.sh start    start the suite's dockerd (reused when it already answers)
+#   harness/docker-engine.sh stop     stop the suite's dockerd (its data stays)
+#   harness/docker-engine.sh status   exit 0 when the suite's engine answers
+#   harness/docker-engine.sh host     print its DOCKER_HOST (unix://.../docker.sock)
+#   harness/docker-engine.sh remove   stop it and delete its folder (images, caches)
 #
 # The suite never talks to the engine a user works with (/var/run/docker.sock): it
-# builds stand-in base images under official names (scripts/standin-images.py), and
+# builds stand-in base images under official names (harness/standins.py), and
 # those must never feed a user's real builds. So this engine has a socket, data root,
 # exec root (its containerd lives there), pidfile, config file and containerd namespaces
 # of its own, and can run beside another dockerd. Its data survives between sessions.
@@ -58,7 +58,7 @@ start() {
     return 1
   fi
   if ! command -v dockerd >/dev/null 2>&1; then
-    echo "docker engine: dockerd is not installed (run scripts/prereqs/30-docker.sh)" >&2
+    echo "docker engine: dockerd is not installed (run harness/prerequisites/30-docker.sh)" >&2
     return 1
   fi
   mkdir -p "$ENGINE_DIR"

@@ -1,0 +1,17 @@
+"""What the template's tests and benchmarks drive: one module per real component.
+
+render      the two template engines, the questions and their default answers
+processes   commands, prerequisites, loopback HTTP, waiting for something to happen
+engine      the suite's own Docker engine and the docker CLI
+standins    stand-in base images built in that engine (also a command)
+containers  images, containers and compose projects of a generated service
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[1]
+# Under CI=true a missing prerequisite fails instead of skipping (harness.processes.require).
+IN_CI = os.environ.get("CI", "").lower() == "true"
