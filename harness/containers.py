@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from harness import IN_CI
+from harness import IN_CI, TEMPLATE_DIR
 from harness.engine import (
     ENGINE_SCRIPT,
     docker,

@@ -17,7 +17,7 @@ from pathlib import Path
 # Rendered by the engine; tojson escapes quotes, so any answer parses safely.
 RENDERED_ANSWERS = r"""{{ cookiecutter | tojson }}"""
 
-# The default slug is derived from project_name (maintainer/generate-slug-default.py);
+# The default slug is derived from project_name (maintainer/slug_rules.py);
 # a name it cannot serve (only symbols, a leading digit, a reserved word) ends here.
 SLUG_HINT = "choose one with slug=... (the default comes from project_name)"
 SLUG_PATTERN = re.compile(r"^[a-z](?:[a-z0-9]|-(?=[a-z0-9])){1,39}$")
@@ -37,29 +37,29 @@ RESERVED_CRATE_NAMES = frozenset(
     """.split()
 )
 # Every crate in Cargo.lock (hyphens as underscores): a service named like one of
-# them clashes with it. tests/test_questions.py keeps this equal to the lock.
+# them clashes with it. Written by maintainer/slug_rules.py from the lock (which
+# maintainer/refresh_cargo_lock.py runs); tests/test_questions.py checks they agree.
 DEPENDENCY_CRATE_NAMES = frozenset(
     """
-    actix_codec actix_http actix_macros actix_router actix_rt actix_server
-    actix_service actix_utils actix_web actix_web_codegen aho_corasick bitflags
-    bumpalo bytes bytestring cfg_if convert_case core_detect deranged derive_more
-    derive_more_impl displaydoc encoding_rs errno fnv foldhash form_urlencoded
-    futures_core futures_sink futures_task futures_util http httparse httpdate
-    icu_collections icu_locale_core icu_normalizer icu_normalizer_data
-    icu_properties icu_properties_data icu_provider idna idna_adapter impl_more itoa
-    js_sys language_tags lazy_static libc listenfd litemap local_waker lock_api log
-    matchers memchr mime mio multiversion_no_op num_conv once_cell parking_lot
-    parking_lot_core percent_encoding pin_project_lite potential_utf powerfmt
-    proc_macro2 quote redox_syscall regex_automata regex_lite regex_syntax
-    rustc_version rustversion ryu scopeguard semver serde serde_core serde_derive
-    serde_json serde_urlencoded sharded_slab signal_hook_registry simdutf8 slab
-    smallvec socket2 stable_deref_trait syn synstructure thread_local time time_core
-    time_macros tinystr tokio tokio_macros tokio_util tracing tracing_attributes
-    tracing_core tracing_log tracing_subscriber unicode_ident unicode_segmentation
-    unicode_xid url utf8_iter utf_types uuid valuable wasi wasm_bindgen
-    wasm_bindgen_macro wasm_bindgen_macro_support wasm_bindgen_shared winapi
-    winapi_i686_pc_windows_gnu winapi_x86_64_pc_windows_gnu windows_link windows_sys
-    writeable yoke yoke_derive zerofrom zerofrom_derive zerotrie zerovec
+    actix_codec actix_http actix_macros actix_router actix_rt actix_server actix_service
+    actix_utils actix_web actix_web_codegen aho_corasick bitflags bumpalo bytes
+    bytestring cfg_if convert_case core_detect deranged derive_more derive_more_impl
+    displaydoc encoding_rs errno fnv foldhash form_urlencoded futures_core futures_sink
+    futures_task futures_util http httparse httpdate icu_collections icu_locale_core
+    icu_normalizer icu_normalizer_data icu_properties icu_properties_data icu_provider
+    idna idna_adapter impl_more itoa js_sys language_tags lazy_static libc listenfd
+    litemap local_waker lock_api log matchers memchr mime mio multiversion_no_op
+    num_conv once_cell parking_lot parking_lot_core percent_encoding pin_project_lite
+    potential_utf powerfmt proc_macro2 quote redox_syscall regex_automata regex_lite
+    regex_syntax rustc_version rustversion ryu scopeguard semver serde serde_core
+    serde_derive serde_json serde_urlencoded sharded_slab signal_hook_registry simdutf8
+    slab smallvec socket2 stable_deref_trait syn synstructure thread_local time
+    time_core time_macros tinystr tokio tokio_macros tokio_util tracing
+    tracing_attributes tracing_core tracing_log tracing_subscriber unicode_ident
+    unicode_segmentation unicode_xid url utf8_iter utf_types uuid valuable wasi
+    wasm_bindgen wasm_bindgen_macro wasm_bindgen_macro_support wasm_bindgen_shared
+    winapi winapi_i686_pc_windows_gnu winapi_x86_64_pc_windows_gnu windows_link
+    windows_sys writeable yoke yoke_derive zerofrom zerofrom_derive zerotrie zerovec
     zerovec_derive zmij
     """.split()
 )

@@ -5,12 +5,14 @@ Renders the template with default answers into a temporary directory, lets cargo
 update the lock there, and writes it back with the package name replaced by the
 Jinja expression, so it renders for any slug. Prints the packages that changed.
 
-    python maintainer/refresh-cargo-lock.py            # every dependency to its newest
-    python maintainer/refresh-cargo-lock.py --minimal  # only what Cargo.toml now requires
+    .venv/bin/python -m maintainer.refresh_cargo_lock            # every dependency to its newest
+    .venv/bin/python -m maintainer.refresh_cargo_lock --minimal  # only what Cargo.toml requires
 
 The lock is resolved with rust-version set to the oldest Rust the template accepts,
 so cargo's MSRV-aware resolver (edition 2024) keeps it buildable with every
-rust_version answer. Run tests/test_service.py afterwards.
+rust_version answer. The names a slug may not take follow the lock: this script then
+runs maintainer/slug_rules.py, which rewrites them in the hook and both question files.
+Run tests/test_service.py afterwards.
 """
 
 from __future__ import annotations
@@ -22,10 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from support import default_answers, render_cookiecutter  # noqa: E402
+from harness import TEMPLATE_DIR as ROOT
+from harness.render import default_answers, render_cookiecutter
+from maintainer import slug_rules
 
 LOCK = ROOT / "{{cookiecutter.slug}}" / "Cargo.lock"
 SLUG_EXPRESSION = "{{ cookiecutter.slug }}"
@@ -50,7 +51,7 @@ HEADER = (
 # (A slug equal to a dependency's name still builds with --locked, but cargo then
 # qualifies references to that dependency with its version and rewrites the lock.)
 TEMPLATE = """\
-{{#- Written by maintainer/refresh-cargo-lock.py: run it rather than editing this file. -#}}
+{{#- Written by maintainer/refresh_cargo_lock.py: run it rather than editing this file. -#}}
 {{%- set own_entry -%}}
 {own_entry}
 {{%- endset -%}}
@@ -147,7 +148,7 @@ def main() -> int:
     changes = report(versions(old_text), versions(new_text))
     print(f"wrote {LOCK.relative_to(ROOT)}:")
     print("\n".join(changes) if changes else "  (formatting only, no version changed)")
-    return 0
+    return slug_rules.main([])
 
 
 if __name__ == "__main__":
