@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmarks for the generated pipeline's caching (issue 4, points 3 and 4). Not run by CI.
+"""Benchmarks of the generated pipeline's caching (docs/pipeline.md, Measurements). Not run by CI.
 
     .venv/bin/python -m benchmarks.pipeline caching          cold, then warm branch pipeline
     .venv/bin/python -m benchmarks.pipeline caching --no-target-cache   with sccache alone
@@ -23,24 +23,22 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import yaml
 
-import yaml  # noqa: E402
-
-from harness.processes import free_port  # noqa: E402
-from harness.render import default_answers, render_cookiecutter  # noqa: E402
-from tests.test_pipeline import (  # noqa: E402
+from harness.git import git
+from harness.pipeline import (
     GITLAB_CI,
     Pipeline,
     build_builder_image,
     build_helper_image,
     ensure_engine_and_base_images,
-    git,
     load_ci,
-    make_repo,
     output_of,
+    pipeline_for,
     sccache_stats,
 )
+from harness.redis import redis_server
+from harness.render import default_answers, render_cookiecutter
 
 STATS_SHOWN = (
     "Compile requests",
@@ -81,7 +79,7 @@ def print_stats(label: str, output: str, jobs: list[str]) -> None:
 
 def caching(work: Path, builder: str, helper: str, target_cache: bool) -> None:
     project = render_cookiecutter(work / "render", **default_answers())
-    pipeline = Pipeline(make_repo(project, work / "runner"), builder, helper)
+    pipeline = pipeline_for(project, work / "runner", builder, helper)
     git(pipeline.repo, "checkout", "-q", "-b", "feature")
     args = [] if target_cache else ["--file", no_target_cache_override(pipeline.repo)]
     cold, _ = timed(pipeline, *args)
@@ -96,27 +94,18 @@ def caching(work: Path, builder: str, helper: str, target_cache: bool) -> None:
 
 
 def redis(work: Path, builder: str, helper: str) -> None:
-    server = shutil.which("redis-server")
-    if not server:
+    if not shutil.which("redis-server"):
         sys.exit("redis-server is not installed (harness/prerequisites/40-pipeline.sh)")
-    port = free_port()
-    process = subprocess.Popen(
-        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(0.5)
+    with redis_server() as endpoint:
         project = render_cookiecutter(work / "render", **default_answers(sccache_backend="redis"))
-        endpoint = ["--variable", f"SCCACHE_REDIS_ENDPOINT=redis://127.0.0.1:{port}"]
         print("check job on two fresh runners sharing one Redis:")
         for runner in ("first", "second"):
-            pipeline = Pipeline(make_repo(project, work / runner), builder, helper)
-            elapsed, output = timed(pipeline, "check", *endpoint)
+            pipeline = pipeline_for(project, work / runner, builder, helper)
+            elapsed, output = timed(
+                pipeline, "check", "--variable", f"SCCACHE_REDIS_ENDPOINT={endpoint}"
+            )
             print(f"  {runner} runner: {elapsed:.0f} s")
             print_stats(runner, output, ["check"])
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def main() -> None:

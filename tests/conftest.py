@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from harness.engine import (
     suite_engine_socket,
     use_suite_engine,
 )
+from harness.git import commit_all, git
+from harness.pipeline import BUILDER_DOCKERFILE, make_ci_repo
 from harness.render import bake, default_answers
 
 # The command-line tools of requirements-dev.txt (ruff, check-jsonschema, hadolint, cruft,
@@ -156,3 +158,40 @@ def shared_cargo_target(cargo_target_dir: Path) -> Iterator[None]:
 def default_project(cookies_session: Any) -> Path:
     """The service generated with the default answers (verification off)."""
     return bake(cookies_session, **default_answers())
+
+
+# ---------------------------------------------------------------- the generated CI
+# Shared by tests/test_pipeline_files.py, tests/test_pipeline_rules.py and
+# tests/test_pipeline_runs.py.
+@pytest.fixture(scope="session")
+def rendered(cookies_session: Any) -> Callable[..., Path]:
+    """Render once per answer set: rendered(ci_provider="both", sccache_backend="redis")."""
+    cache: dict[tuple, Path] = {}
+
+    def render(**answers: str) -> Path:
+        key = tuple(sorted(answers.items()))
+        if key not in cache:
+            cache[key] = bake(cookies_session, **default_answers(**answers))
+        return cache[key]
+
+    return render
+
+
+@pytest.fixture(scope="session")
+def ci_repo(rendered: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git repository of the generated project with an origin, as a runner sees it.
+
+    Branches: main (default, pushed to origin), feature (one commit ahead), builder
+    (changes the builder Dockerfile). Tags: v1.0.0 on main, v1.1.0-builder on builder.
+    """
+    repo = make_ci_repo(rendered(), tmp_path_factory.mktemp("ci-repo"))
+    git(repo, "tag", "v1.0.0")
+    git(repo, "checkout", "-q", "-b", "feature")
+    (repo / "src" / "feature.txt").write_text("a feature\n")
+    commit_all(repo, "feature")
+    git(repo, "checkout", "-q", "-b", "builder", "main")
+    with (repo / BUILDER_DOCKERFILE).open("a") as f:
+        f.write("# a change to the builder image\n")
+    commit_all(repo, "builder change")
+    git(repo, "tag", "v1.1.0-builder")
+    return repo

