@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.pipeline import CiYamlLoader
 from harness.render import bake, choices, default_answers, render_copier
 
 # Anything a template engine should have consumed. GitHub Actions' own `${{ }}`
@@ -20,15 +21,6 @@ from harness.render import bake, choices, default_answers, render_copier
 UNRENDERED = re.compile(r"(?<!\$)\{\{|\{%|%\}|\{#|cookiecutter\.|_copier_")
 COPIER_ANSWERS = ".copier-answers.yml"
 
-
-class CiYamlLoader(yaml.SafeLoader):
-    """Safe YAML plus GitLab's `!reference [job, key]` tag."""
-
-
-CiYamlLoader.add_constructor(
-    "!reference",
-    lambda loader, node: loader.construct_sequence(node),  # type: ignore[arg-type]
-)
 
 # One bake per value of every choice question, plus free-text answers away from the defaults.
 BAKES = [
