@@ -5,6 +5,7 @@ processes   commands, prerequisites, loopback HTTP, waiting for something to hap
 engine      the suite's own Docker engine and the docker CLI
 standins    stand-in base images built in that engine (also a command)
 containers  images, containers and compose projects of a generated service
+service     the generated service (or another server) as a process on this machine
 """
 
 from __future__ import annotations
