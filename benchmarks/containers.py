@@ -5,8 +5,9 @@
     .venv/bin/python -m benchmarks.containers --sizes    # only the compressed image sizes
 
 Prints one line per figure; copy the output into docs/containers.md. Uses the test
-suite's own engine (harness/docker-engine.sh; importing harness/containers.py sets
-DOCKER_HOST), its base images and host networking, never the engine on the default socket.
+suite's own engine (harness/docker-engine.sh, started by harness.containers.ensure_engine,
+which points DOCKER_HOST at it), the base images the container tests use and host
+networking, never the engine on the default socket.
 The cold build renders a project under a fresh slug, so its BuildKit cache mounts and
 layers start empty (base images excepted); each run leaves that cache behind in the
 suite's engine (`DOCKER_HOST=$(harness/docker-engine.sh host) docker builder prune`
@@ -17,26 +18,26 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 
 from harness.containers import (
     RUNTIME_CELLS,
-    STANDIN_MODULE,
+    Hammer,
     build_image,
     compiled_crates,
     compose_up,
+    ensure_base_images,
+    ensure_engine,
     host_network_override,
-    render,
+    images_the_tier_uses,
     wait_for_http,
 )
-from harness.engine import ENGINE_SCRIPT, docker_cli, docker_env
-from harness.processes import free_port, http_get
-from harness.render import default_answers
+from harness.engine import docker_cli, docker_env
+from harness.processes import free_port
+from harness.render import default_answers, render_cookiecutter
 
 TARGETS_MB = {"debian-slim": 30, "distroless": 15, "scratch": 5}
 
@@ -45,14 +46,9 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def prepare() -> None:
-    subprocess.run(["bash", str(ENGINE_SCRIPT), "start"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(
-        [sys.executable, "-m", STANDIN_MODULE],
-        check=True,
-        env=docker_env(),
-        stdout=subprocess.DEVNULL,
-    )
+def render(output_dir: Path, **answers: str) -> Path:
+    """The default answers with these changes, rendered by cookiecutter into `output_dir`."""
+    return render_cookiecutter(output_dir, **default_answers(**answers))
 
 
 def compressed_size(tag: str) -> int:
@@ -106,31 +102,6 @@ def hot_reload(root: Path) -> None:
     override = host_network_override(root / "compose.host-network.yaml", ["app"])
     name = f"template-bench-{uuid.uuid4().hex[:8]}"
     dev = None
-    outcomes: list[str] = []
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def one() -> None:
-        try:
-            http_get(port, "/Pete", timeout=300)
-            kind = "answered"
-        except ConnectionRefusedError:
-            kind = "refused"
-        except OSError:
-            kind = "error"
-        with lock:
-            outcomes.append(kind)
-
-    def hammer() -> None:
-        threads = []
-        while not stop.is_set():
-            thread = threading.Thread(target=one, daemon=True)
-            thread.start()
-            threads.append(thread)
-            stop.wait(0.1)
-        for thread in threads:
-            thread.join(timeout=300)
-
     try:
         started = time.monotonic()
         dev = compose_up(
@@ -142,16 +113,14 @@ def hot_reload(root: Path) -> None:
             "(dev image + debug build of the dependencies)"
         )
         routes = project / "src" / "routes.rs"
-        sender = threading.Thread(target=hammer)
-        sender.start()
-        time.sleep(0.5)
-        saved = time.monotonic()
-        routes.write_text(routes.read_text().replace('"Hello {name}!"', '"Howdy {name}!"'))
-        wait_for_http(port, "/Pete", timeout=600, expect="Howdy Pete!")
-        latency = time.monotonic() - saved
-        time.sleep(0.5)
-        stop.set()
-        sender.join()
+        with Hammer(port) as hammer:
+            time.sleep(0.5)
+            saved = time.monotonic()
+            routes.write_text(routes.read_text().replace('"Hello {name}!"', '"Howdy {name}!"'))
+            wait_for_http(port, "/Pete", timeout=600, expect="Howdy Pete!")
+            latency = time.monotonic() - saved
+            time.sleep(0.5)
+        outcomes = hammer.outcomes()
         refused = outcomes.count("refused")
         say(
             f"hot reload: save to new answer {latency:5.1f} s; requests every 100 ms: "
@@ -160,7 +129,6 @@ def hot_reload(root: Path) -> None:
             f"{'ok' if refused == 0 else 'OVER'})"
         )
     finally:
-        stop.set()
         if dev is not None:
             dev.compose("down", "-v", "--remove-orphans", check=False)
 
@@ -169,7 +137,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", action="store_true", help="only the image sizes")
     args = parser.parse_args()
-    prepare()
+    ensure_engine()
+    ensure_base_images(images_the_tier_uses())
     engine = subprocess.run(
         [docker_cli(), "version", "--format", "{{.Server.Version}}"],
         capture_output=True,

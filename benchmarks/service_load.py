@@ -1,6 +1,6 @@
 """The generated service under load, against what users would pick instead.
 
-    .venv/bin/python -m benchmarks.service_load [--duration 10] [--skip-builds] [--profiles]
+    .venv/bin/python -m benchmarks.service_load [--duration 10] [--profiles]
 
 wrk (Debian's package) on loopback, one run, same machine, side by side:
 (a) the generated service's release binary, default middleware and configuration, JSON
@@ -27,13 +27,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-from harness.processes import free_port, http_get  # noqa: E402
-from harness.render import default_answers, render_cookiecutter  # noqa: E402
+from harness import TEMPLATE_DIR
+from harness.processes import free_port
+from harness.render import default_answers, render_cookiecutter
+from harness.service import Server, service_env
 
 NICE = ["nice", "-n", "10"]
 CORES = os.cpu_count() or 1
@@ -111,12 +111,12 @@ def lock_names(project: Path) -> set[str]:
 
 def render_at(ref: str | None, destination: Path) -> Path:
     """The default answers rendered from this tree, or from the template at git `ref`."""
-    template = ROOT
+    template = TEMPLATE_DIR
     if ref:
         template = destination.parent / f"template-{ref}"
         template.mkdir()
         archive = subprocess.run(
-            ["git", "archive", ref], cwd=ROOT, check=True, capture_output=True
+            ["git", "archive", ref], cwd=TEMPLATE_DIR, check=True, capture_output=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(template)], input=archive, check=True)
     return render_cookiecutter(destination, template=template, **default_answers())
@@ -125,62 +125,23 @@ def render_at(ref: str | None, destination: Path) -> Path:
 # ---------------------------------------------------------------- load
 
 
-class Server:
-    """A server process whose stdout is drained; peak RSS summed over its processes."""
+def start(
+    cmd: list[str], port: int, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Server:
+    """A server whose output goes to a pipe this script drains, once it answers /Pete."""
+    server = Server(cmd, port, cwd=cwd, env=env)
+    try:
+        server.wait_until_answering("/Pete", timeout=60)
+    except AssertionError:
+        server.stop()
+        raise
+    return server
 
-    def __init__(self, cmd: list[str], port: int, cwd: Path | None = None, **env: str) -> None:
-        self.port = port
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=cwd,
-            env=dict(os.environ, **env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        self.drained = 0
-        self.reader = threading.Thread(target=self._drain, daemon=True)
-        self.reader.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if http_get(port, "/Pete", timeout=2)[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{cmd} did not answer on port {port}")
 
-    def _drain(self) -> None:
-        assert self.proc.stdout is not None
-        while chunk := os.read(self.proc.stdout.fileno(), 1 << 20):
-            self.drained += len(chunk)
-
-    def pids(self) -> list[int]:
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        return [self.proc.pid, *(int(p) for p in children.read_text().split())]
-
-    def cpu_seconds(self) -> float:
-        """User and system CPU time of the server's processes (clock ticks of 1/100 s)."""
-        total = 0
-        for pid in self.pids():
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        return total / 100
-
-    def peak_rss_mb(self) -> float:
-        total_kb = 0
-        for pid in self.pids():
-            status = Path(f"/proc/{pid}/status").read_text()
-            total_kb += int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1))
-        return total_kb / 1024
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.reader.join(timeout=10)
+def start_service(binary: Path) -> Server:
+    """The generated service on a free port: default configuration, JSON logs."""
+    port = free_port()
+    return start([str(binary)], port, service_env(port))
 
 
 def wrk(port: int, duration: int, server: Server | None = None) -> dict[str, float]:
@@ -219,7 +180,7 @@ def measure(name: str, server: Server, duration: int) -> dict[str, float]:
         result = wrk(server.port, duration, server)
         result["rss_mb"] = server.peak_rss_mb()
     finally:
-        server.stop()
+        server.stop(timeout=30)
     print(
         f"  {name:<34} {result['rps']:>9.0f} req/s  p99 {result['p99_ms']:>7.2f} ms  "
         f"errors {result['errors']:>4.0f}  peak RSS {result['rss_mb']:>6.1f} MB  "
@@ -278,14 +239,13 @@ def load_comparison(scratch: Path, service: Path, binary: Path, duration: int) -
     bare = bare_actix(scratch, service)
     venv = flask_venv(scratch)
     print(f"\nwrk -t2 -c64 -d{duration}s on loopback, {CORES} cores:", flush=True)
+    a = measure("(a) generated service", start_service(binary), duration)
     port = free_port()
-    a = measure(
-        "(a) generated service",
-        Server([str(binary)], port, HOST="127.0.0.1", PORT=str(port), LOG_FORMAT="json"),
+    b = measure(
+        "(b) bare actix-web hello",
+        start([str(bare)], port, dict(os.environ, PORT=str(port))),
         duration,
     )
-    port = free_port()
-    b = measure("(b) bare actix-web hello", Server([str(bare)], port, PORT=str(port)), duration)
     port = free_port()
     gunicorn = [
         str(venv / "bin" / "gunicorn"),
@@ -294,9 +254,7 @@ def load_comparison(scratch: Path, service: Path, binary: Path, duration: int) -
         "--log-level=warning",
         "flask_hello:app",
     ]
-    c = measure(
-        "(c) Flask + gunicorn, 1 worker/core", Server(gunicorn, port, cwd=scratch), duration
-    )
+    c = measure("(c) Flask + gunicorn, 1 worker/core", start(gunicorn, port, cwd=scratch), duration)
     print(
         f"  (a)/(b) throughput {a['rps'] / b['rps']:.2f} (goal >= 0.85); "
         f"(a)/(c) {a['rps'] / c['rps']:.1f} (goal >= 20); "
@@ -350,13 +308,12 @@ def profile_comparison(after: Path, duration: int) -> None:
         seconds = cargo_build(after, target, overrides)
         binary = target / "release" / slug
         size_mb = binary.stat().st_size / 1e6
-        port = free_port()
-        server = Server([str(binary)], port, HOST="127.0.0.1", PORT=str(port), LOG_FORMAT="json")
+        server = start_service(binary)
         try:
-            wrk(port, 2)
-            result = wrk(port, duration)
+            wrk(server.port, 2)
+            result = wrk(server.port, duration)
         finally:
-            server.stop()
+            server.stop(timeout=30)
         print(
             f"  {name:<20} build {seconds:6.1f} s  binary {size_mb:5.1f} MB  "
             f"{result['rps']:>8.0f} req/s  p99 {result['p99_ms']:.2f} ms",

@@ -7,6 +7,7 @@ standins    stand-in base images built in that engine (also a command)
 containers  images, containers and compose projects of a generated service
 pipeline    the generated CI files, and the GitLab pipeline run by gitlab-ci-local
 redis       a throwaway redis-server (the sccache redis backend's shared cache)
+service     the generated service (or another server) as a process on this machine
 """
 
 from __future__ import annotations

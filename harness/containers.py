@@ -4,10 +4,11 @@ The engine is the suite's own (harness/docker-engine.sh: its own socket and data
 never the one a user works with: DOCKER_HOST points every docker client here at it
 (set when this module is imported, for benchmarks too, and by tests/conftest.py).
 
-Everything here is session-scoped where it is expensive: the engine is started (or
-reused) once, the base images are made present once (pulled, or stand-ins built by
-harness/standins.py on machines without a registry), and each runtime image
-is built once per (Debian release, variant) and shared by the tests that need it.
+What is expensive is done once: ensure_engine() starts the engine (or reuses it),
+ensure_base_images() makes the base images present (pulled, or stand-ins built by
+harness/standins.py on machines without a registry), and RuntimeImages builds each runtime
+image once per (Debian release, variant). The session fixtures of tests/conftest.py and
+the benchmarks call these; this module defines no fixtures.
 
 The network rule of these machines holds for everything started here: builds use
 ``--network host``, containers run with ``--network host``, and ``compose_up``
@@ -22,24 +23,15 @@ import re
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from harness import IN_CI, TEMPLATE_DIR
-from harness.engine import (
-    ENGINE_SCRIPT,
-    docker,
-    docker_cli,
-    docker_env,
-    suite_engine_host,
-    use_suite_engine,
-)
-from harness.processes import free_port, http_get
+from harness import TEMPLATE_DIR
+from harness.engine import ENGINE_SCRIPT, docker, docker_cli, docker_env, use_suite_engine
+from harness.processes import GiveUp, free_port, http_get, run, wait_until
 from harness.render import bake, default_answers
 
 use_suite_engine()
@@ -59,35 +51,36 @@ RUNTIME_CELLS = (
 
 
 # ---------------------------------------------------------------- engine and images
+class EngineUnavailable(RuntimeError):
+    """The suite's engine does not answer and cannot be started here."""
+
+
 def engine_script(command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(ENGINE_SCRIPT), command], capture_output=True, text=True, check=False
     )
 
 
-@pytest.fixture(scope="session")
-def docker_engine() -> Iterator[str]:
-    """The suite's own engine, running; stopped at the end if this session started it.
-
-    Its data (images, build cache) stays for the next session.
-    """
+def ensure_engine() -> bool:
+    """The suite's own engine, answering; True when this call started it (its caller
+    then stops it with stop_engine()). Its data (images, build cache) stays."""
     docker_cli()
-    running = engine_script("status").returncode == 0
-    if not running:
-        started = engine_script("start")
-        if started.returncode != 0:
-            message = f"cannot start the suite's Docker engine: {started.stderr.strip()}"
-            if IN_CI:
-                pytest.fail(message)
-            pytest.skip(message)
-    assert os.environ["DOCKER_HOST"] == suite_engine_host()
-    yield docker_cli()
-    if not running:
-        engine_script("stop")
+    use_suite_engine()
+    if engine_script("status").returncode == 0:
+        return False
+    started = engine_script("start")
+    if started.returncode != 0:
+        raise EngineUnavailable(f"cannot start the suite's Docker engine: {started.stderr.strip()}")
+    return True
 
 
-def images_the_tier_uses(rust_version: str) -> list[str]:
+def stop_engine() -> None:
+    engine_script("stop")
+
+
+def images_the_tier_uses(rust_version: str | None = None) -> list[str]:
     """Base images of the cells built here (the dev image only for the default release)."""
+    rust_version = rust_version or default_answers()["rust_version"]
     images = [f"rust:{rust_version}-{RELEASES[0]}"]
     for release in RELEASES:
         number = {"bookworm": "12", "trixie": "13"}[release]
@@ -99,26 +92,17 @@ def images_the_tier_uses(rust_version: str) -> list[str]:
     return images
 
 
-@pytest.fixture(scope="session")
-def base_images(docker_engine: str) -> None:
-    """The base images the built cells name, present once per machine."""
-    rust_version = default_answers()["rust_version"]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            STANDIN_MODULE,
-            "--rust-version",
-            rust_version,
-            *images_the_tier_uses(rust_version),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+def ensure_base_images(images: Iterable[str], rust_version: str | None = None) -> None:
+    """These base images (every one with a stand-in recipe when `images` is empty) present
+    in the suite's running engine, once per machine: already there, pulled, or stand-ins
+    built by harness/standins.py."""
+    rust_version = rust_version or default_answers()["rust_version"]
+    run(
+        [sys.executable, "-m", STANDIN_MODULE, "--rust-version", rust_version, *images],
         env=docker_env(),
         cwd=TEMPLATE_DIR,
+        timeout=7200,
     )
-    assert result.returncode == 0, f"base images:\n{result.stdout}\n{result.stderr}"
 
 
 # ---------------------------------------------------------------- projects and builds
@@ -184,11 +168,6 @@ class RuntimeImages:
         return result
 
 
-@pytest.fixture(scope="session")
-def runtime_images(base_images: None, cookies_session: Any) -> RuntimeImages:
-    return RuntimeImages(cookies_session)
-
-
 def compiled_crates(build_output: str) -> list[str]:
     """Crate names cargo printed as `Compiling <name> v<version>` in a build's output."""
     return re.findall(r"Compiling (\S+) v\d", build_output)
@@ -211,21 +190,27 @@ def wait_for_http(
     expect: str | None = None,
     container: str | None = None,
 ) -> tuple[int, str]:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
+    """(status, body) of the first answer on the loopback port (with the body `expect`, if
+    given); gives up early when `container` stops, and shows its log on failure."""
+
+    def answer() -> tuple[int, str]:
         try:
             status, body = http_get(port, path, timeout=5)
-            if expect is None or body == expect:
-                return status, body
-            last = (status, body)
-        except OSError as err:
-            last = err
-        if container and not docker_running(container):
-            break
-        time.sleep(0.2)
-    logs = docker("logs", container, check=False).stdout[-3000:] if container else ""
-    raise AssertionError(f"no answer on 127.0.0.1:{port}{path} (last: {last!r})\n{logs}")
+            if expect is not None and body != expect:
+                raise AssertionError(f"answered {status} {body!r}, not {expect!r}")
+            return status, body
+        except (OSError, AssertionError) as error:
+            if container and not docker_running(container):
+                raise GiveUp(f"the container stopped (last: {error!r})") from error
+            raise
+
+    return wait_until(
+        answer,
+        timeout,
+        f"no answer on 127.0.0.1:{port}{path}",
+        interval=0.2,
+        details=(lambda: container_logs(container)) if container else None,
+    )
 
 
 def docker_running(name: str) -> bool:
@@ -233,15 +218,22 @@ def docker_running(name: str) -> bool:
     return result.stdout.strip() == "true"
 
 
-@pytest.fixture
-def run_container() -> Iterator:
-    """Starts containers on host networking with PORT set to a free port; removes them."""
-    names: list[str] = []
+def container_logs(name: str, tail: int = 3000) -> str:
+    """The last `tail` characters the container wrote to its stdout."""
+    return docker("logs", name, check=False).stdout[-tail:]
 
-    def start(image: str, *extra: str) -> Container:
+
+class ContainerRunner:
+    """Starts containers on host networking with PORT set to a free port, each once it
+    answers on /health; remove_all() removes every one it started."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def __call__(self, image: str, *extra: str) -> Container:
         port = free_port()
-        name = f"template-test-{os.getpid()}-{len(names)}-{port}"
-        names.append(name)
+        name = f"template-test-{os.getpid()}-{len(self.names)}-{port}"
+        self.names.append(name)
         docker(
             "run",
             "-d",
@@ -259,9 +251,53 @@ def run_container() -> Iterator:
         wait_for_http(port, container=name)
         return Container(name=name, port=port)
 
-    yield start
-    for name in names:
-        docker("rm", "-f", name, check=False)
+    def remove_all(self) -> None:
+        for name in self.names:
+            docker("rm", "-f", name, check=False)
+
+
+class Hammer:
+    """Sends GET /Pete on a new connection every 100 ms while in its `with` block and
+    records each outcome: ("answered", (status, body)), ("refused", error) or ("error",
+    error). Measures a reload: a request refused is one a user would have seen fail."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.results: list[tuple[str, object]] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def outcomes(self) -> list[str]:
+        return [kind for kind, _ in self.results]
+
+    def _one(self) -> None:
+        try:
+            outcome: tuple[str, object] = ("answered", http_get(self.port, "/Pete", timeout=300))
+        except ConnectionRefusedError as err:
+            outcome = ("refused", err)
+        except OSError as err:
+            outcome = ("error", err)
+        with self._lock:
+            self.results.append(outcome)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            thread = threading.Thread(target=self._one, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+            self._stop.wait(0.1)
+
+    def __enter__(self) -> Hammer:
+        self._main = threading.Thread(target=self._loop, daemon=True)
+        self._main.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._main.join()
+        for thread in self._threads:
+            thread.join(timeout=300)
 
 
 # ---------------------------------------------------------------- compose

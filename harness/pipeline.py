@@ -16,13 +16,12 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-from harness import TEMPLATE_DIR
-from harness.engine import ENGINE_SCRIPT, docker, docker_cli, docker_env
+from harness.containers import ensure_base_images, ensure_engine
+from harness.engine import docker, docker_cli, docker_env
 from harness.git import git, git_env, init_repo, push_to_bare_origin
 from harness.processes import free_port, require, run
 from harness.render import DEFAULT_SLUG, default_answers, render_cookiecutter
@@ -260,20 +259,13 @@ def ensure_engine_and_base_images() -> None:
 
     Tests use the container tier's session fixtures instead (docker_engine, base_images).
     """
-    run(["bash", str(ENGINE_SCRIPT), "start"], timeout=120)
     answers = default_answers()
-    run(
+    ensure_engine()
+    ensure_base_images(
         [
-            sys.executable,
-            "-m",
-            "harness.standins",
-            "--rust-version",
-            answers["rust_version"],
             f"rust:{answers['rust_version']}-{answers['debian_release']}",
             f"debian:{answers['debian_release']}-slim",
-        ],
-        cwd=TEMPLATE_DIR,
-        timeout=1800,
+        ]
     )
 
 

@@ -65,23 +65,51 @@ def run(
     return result
 
 
+class GiveUp(Exception):
+    """Raised by a wait_until probe when waiting longer cannot help (what it waits on died)."""
+
+
 def wait_until(
-    probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1
+    probe: Callable[[], T | None],
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+    details: Callable[[], str] | None = None,
 ) -> T:
     """Call `probe` until it returns something other than None (its exceptions count as
-    "not yet"); fail with `what` and the last error when `timeout` seconds pass."""
+    "not yet", except GiveUp, which ends the wait at once); fail with `what` and the last
+    error when `timeout` seconds pass. `details` (a log, say) is added to the failure."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
+
+    def failure(reason: str) -> AssertionError:
+        more = f"\n{details()}" if details is not None else ""
+        return AssertionError(f"{what}: {reason}{more}")
+
     while True:
         try:
             result = probe()
+        except GiveUp as error:
+            raise failure(str(error)) from None
         except Exception as error:
             last_error, result = error, None
         if result is not None:
             return result
         if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"{what}: not within {timeout:g} s"
-                + (f" (last: {last_error!r})" if last_error else "")
+            raise failure(
+                f"not within {timeout:g} s" + (f" (last: {last_error!r})" if last_error else "")
             )
         time.sleep(interval)
+
+
+def sample(
+    probe: Callable[[], T], seconds: float, interval: float = 0.1, start: float | None = None
+) -> list[tuple[float, T]]:
+    """`probe()` every `interval` until `seconds` after `start` (a time.monotonic(); now by
+    default): [(seconds since start, value)]. Its exceptions end the sampling."""
+    start = time.monotonic() if start is None else start
+    values = []
+    while (elapsed := time.monotonic() - start) < seconds:
+        values.append((elapsed, probe()))
+        time.sleep(interval)
+    return values

@@ -19,11 +19,22 @@ import pytest
 # Assertions inside the harness explain themselves as the tests' own do.
 pytest.register_assert_rewrite("harness")
 
-from harness import TEMPLATE_DIR
+from harness import IN_CI, TEMPLATE_DIR
+from harness.containers import (
+    ContainerRunner,
+    EngineUnavailable,
+    RuntimeImages,
+    ensure_base_images,
+    ensure_engine,
+    images_the_tier_uses,
+    stop_engine,
+)
 from harness.engine import (
     DEFAULT_DOCKER_SOCKET,
     STANDIN_LABEL,
+    docker_cli,
     standin_images_on,
+    suite_engine_host,
     suite_engine_socket,
     use_suite_engine,
 )
@@ -195,3 +206,46 @@ def ci_repo(rendered: Callable[..., Path], tmp_path_factory: pytest.TempPathFact
     commit_all(repo, "builder change")
     git(repo, "tag", "v1.1.0-builder")
     return repo
+
+
+# ---------------------------------------------------------------- the container tier
+# The suite's Docker engine, its base images, runtime images and containers (harness/
+# containers.py does the work; benchmarks call the same functions without pytest).
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[str]:
+    """The suite's own engine, running; stopped at the end if this session started it.
+
+    Its data (images, build cache) stays for the next session.
+    """
+    try:
+        started = ensure_engine()
+    except EngineUnavailable as error:
+        if IN_CI:
+            pytest.fail(str(error))
+        pytest.skip(str(error))
+    assert os.environ["DOCKER_HOST"] == suite_engine_host()
+    yield docker_cli()
+    if started:
+        stop_engine()
+
+
+@pytest.fixture(scope="session")
+def base_images(docker_engine: str) -> None:
+    """The base images the built cells name, present once per machine."""
+    ensure_base_images(images_the_tier_uses())
+
+
+@pytest.fixture(scope="session")
+def runtime_images(base_images: None, cookies_session: Any) -> RuntimeImages:
+    """Each (Debian release, runtime variant) image, built once when a test first asks."""
+    return RuntimeImages(cookies_session)
+
+
+@pytest.fixture
+def run_container() -> Iterator[ContainerRunner]:
+    """Starts containers on host networking with PORT set to a free port; removes them."""
+    runner = ContainerRunner()
+    yield runner
+    runner.remove_all()

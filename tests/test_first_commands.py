@@ -26,8 +26,6 @@ from harness import IN_CI, TEMPLATE_DIR
 from harness.engine import docker
 from harness.processes import require
 
-# The container tier's engine and base images.
-pytest_plugins = ["harness.containers"]
 pytestmark = pytest.mark.docker
 
 BASE_IMAGE = "debian:bookworm-slim"

@@ -33,7 +33,6 @@ from harness.processes import require
 from harness.redis import redis_server as start_redis_server
 
 # The container tier's engine, base images and container fixtures.
-pytest_plugins = ["harness.containers"]
 Render = Callable[..., Path]  # the `rendered` fixture (tests/conftest.py)
 
 

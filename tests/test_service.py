@@ -29,8 +29,9 @@ from typing import Any
 
 import pytest
 
-from harness.processes import free_port, http_get, require, run
+from harness.processes import free_port, http_get, require, run, sample, wait_until
 from harness.render import add_route, bake, default_answers
+from harness.service import LISTENFD_LOG, Server, service_env, systemfd_command
 
 # Started under systemfd: restarts the binary ("$0") each time it exits, once the
 # test creates the file `go`, and records the running binary's pid in `pid`.
@@ -42,69 +43,54 @@ while :; do
   rm -f go
 done
 """
-LISTENFD_LOG = "socket taken from listenfd"
 NON_DEFAULT = {"project_name": "Svc 42 Demo", "slug": "svc-42-demo", "port": "8080"}
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def service_env(**variables: str) -> dict[str, str]:
+def env_for(port: int | None = None, **variables: str) -> dict[str, str]:
     """No drain by default: the tests that restart the service need no load balancer."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
-    env.update({"RUST_LOG": "info", "DRAIN_SECS": "0", "LOG_FORMAT": "json", **variables})
-    return env
+    return service_env(port, **{"RUST_LOG": "info", "DRAIN_SECS": "0", **variables})
+
+
+@contextmanager
+def serving(
+    binary: Path, tmp_path: Path, port: int | None = None, env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """The binary bound to a loopback port (a free one unless given; env_for(port) unless
+    `env` is given), logging to tmp_path/service.log, once it answers; stopped afterwards."""
+    port = port or free_port()
+    log = tmp_path / "service.log"
+    with Server([str(binary)], port, log, env=env or env_for(port)) as server:
+        server.wait_until_answering()
+        yield server
+
+
+def get_with_request_id(port: int, path: str, request_id: str) -> tuple[int, str | None]:
+    """GET with an X-Request-Id header: (status, the X-Request-Id of the answer)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"X-Request-Id": request_id})
+        response = conn.getresponse()
+        response.read()
+        return response.status, response.getheader("X-Request-Id")
+    finally:
+        conn.close()
+
+
+def stops_on_sigterm(server: Server) -> None:
+    """SIGTERM; the idle service exits 0 well before Docker and Kubernetes kill (10 s)."""
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=10) == 0, server.output()
 
 
 def json_lines(log: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
 
 
-@contextmanager
-def started(
-    cmd: list[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Runs cmd in its own process group, logging to `log`; ends the group afterwards."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        yield proc
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=10)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-
-
-def wait_until_answering(
-    port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"exited with {proc.returncode} before answering:\n{log.read_text()}")
-        try:
-            if http_get(port, "/health", timeout=2)[0] == 200:
-                return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"no answer on 127.0.0.1:{port} within {timeout} s:\n{log.read_text()}")
-
-
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    wait_until(lambda: condition() or None, timeout, what, interval=0.02)
 
 
 def lock_after_cargo_resolves(project: Path, *flags: str) -> str:
@@ -147,65 +133,52 @@ def non_default_project(cookies_session: Any) -> Path:
     return bake(cookies_session, **default_answers(**NON_DEFAULT))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("project_name", ["default_project", "non_default_project"])
-def test_generated_code_is_rustfmt_clean(
-    project_name: str, request: pytest.FixtureRequest, cargo_env: dict[str, str]
-) -> None:
-    require("cargo")
-    project = request.getfixturevalue(project_name)
-    run(["cargo", "fmt", "--check"], cwd=project, env=cargo_env)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("project_name", ["default_project", "non_default_project"])
-def test_clippy_passes_with_warnings_denied(
-    project_name: str, request: pytest.FixtureRequest, cargo_env: dict[str, str]
-) -> None:
-    require("cargo")
-    project = request.getfixturevalue(project_name)
-    run(
-        ["cargo", "clippy", "--all-targets", "--locked", "--", "-D", "warnings"],
-        cwd=project,
-        env=cargo_env,
-    )
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("project_name", ["default_project", "non_default_project"])
-def test_unit_and_integration_tests_pass(
-    project_name: str, request: pytest.FixtureRequest, cargo_env: dict[str, str]
-) -> None:
-    require("cargo")
-    project = request.getfixturevalue(project_name)
-    result = run(["cargo", "test", "--locked"], cwd=project, env=cargo_env)
+# cargo's checks of a generated project: (arguments, texts its output must hold as
+# (stream, text)).
+CARGO_CHECKS = [
+    pytest.param(["fmt", "--check"], [], id="rustfmt-clean"),
+    pytest.param(
+        ["clippy", "--all-targets", "--locked", "--", "-D", "warnings"],
+        [],
+        id="clippy-warnings-denied",
+    ),
     # The integration tests ran (a renamed or emptied tests/ would pass silently).
-    assert "Running tests/api.rs" in result.stderr
-    assert "test a_name_is_greeted ... ok" in result.stdout
+    pytest.param(
+        ["test", "--locked"],
+        [("stderr", "Running tests/api.rs"), ("stdout", "test a_name_is_greeted ... ok")],
+        id="tests-pass",
+    ),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("project_name", ["default_project", "non_default_project"])
+@pytest.mark.parametrize(("cargo_args", "expected"), CARGO_CHECKS)
+def test_generated_code_passes_cargo(
+    cargo_args: list[str],
+    expected: list[tuple[str, str]],
+    project_name: str,
+    request: pytest.FixtureRequest,
+    cargo_env: dict[str, str],
+) -> None:
+    project = request.getfixturevalue(project_name)
+    result = run([require("cargo"), *cargo_args], cwd=project, env=cargo_env)
+    for stream, text in expected:
+        assert text in getattr(result, stream), getattr(result, stream)[-3000:]
 
 
 @pytest.mark.slow
 def test_binary_answers_on_host_and_port_and_stops_on_sigterm(
     release_binary: Path, tmp_path: Path
 ) -> None:
-    port = free_port()
-    log = tmp_path / "service.log"
-    env = service_env(HOST="127.0.0.1", PORT=str(port))
-    with started([str(release_binary)], log, env=env) as proc:
-        wait_until_answering(port, proc, log)
+    with serving(release_binary, tmp_path) as proc:
+        port, log = proc.port, tmp_path / "service.log"
         assert http_get(port, "/Pete") == (200, "Hello Pete!")
         assert http_get(port, "/") == (200, "Hello World!")
         assert http_get(port, "/health") == (200, '{"status":"ok"}')
         assert http_get(port, "/Pete/and/friends")[0] == 404
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", "/Paul", headers={"X-Request-Id": "trace-7"})
-        response = conn.getresponse()
-        assert (response.status, response.getheader("X-Request-Id")) == (200, "trace-7")
-        conn.close()
-
-        proc.send_signal(signal.SIGTERM)
-        # Docker and Kubernetes kill after 10 s; the idle service must be gone well before.
-        assert proc.wait(timeout=10) == 0, log.read_text()
+        assert get_with_request_id(port, "/Paul", "trace-7") == (200, "trace-7")
+        stops_on_sigterm(proc)
     output = log.read_text()
     assert f"listening on http://127.0.0.1:{port} (bound HOST:PORT)" in output
     assert "SIGTERM received: readiness 503" in output
@@ -241,23 +214,13 @@ def panicking_binary(cookies_session: Any, cargo_env: dict[str, str]) -> Path:
 def test_a_panicking_handler_is_logged_with_its_request_id_and_the_binary_keeps_serving(
     panicking_binary: Path, tmp_path: Path
 ) -> None:
-    port = free_port()
-    log = tmp_path / "service.log"
-    with started(
-        [str(panicking_binary)], log, env=service_env(HOST="127.0.0.1", PORT=str(port))
-    ) as proc:
-        wait_until_answering(port, proc, log)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", "/fail/now", headers={"X-Request-Id": "panic-7"})
-        response = conn.getresponse()
-        response.read()
-        assert (response.status, response.getheader("X-Request-Id")) == (500, "panic-7")
-        conn.close()
+    with serving(panicking_binary, tmp_path) as proc:
+        assert get_with_request_id(proc.port, "/fail/now", "panic-7") == (500, "panic-7")
         for _ in range(20):  # every worker still serves
-            assert http_get(port, "/Pete") == (200, "Hello Pete!")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0, log.read_text()
-    lines = [line for line in json_lines(log) if line.get("request_id") == "panic-7"]
+            assert http_get(proc.port, "/Pete") == (200, "Hello Pete!")
+        stops_on_sigterm(proc)
+    logged = json_lines(tmp_path / "service.log")
+    lines = [line for line in logged if line.get("request_id") == "panic-7"]
     panics = [line for line in lines if "handler failed on purpose" in str(line["message"])]
     assert len(panics) == 1 and panics[0]["level"] == "ERROR", lines
     requests = [line for line in lines if line["message"] == "request"]
@@ -272,12 +235,7 @@ def test_sigterm_under_load_drains_then_finishes_every_accepted_request(
     service stops accepting, answers what it accepted and exits 0 within drain + timeout."""
     port, drain, timeout = free_port(), 2.0, 5
     log = tmp_path / "service.log"
-    env = service_env(
-        HOST="127.0.0.1",
-        PORT=str(port),
-        DRAIN_SECS=str(int(drain)),
-        SHUTDOWN_TIMEOUT_SECS=str(timeout),
-    )
+    env = env_for(port, DRAIN_SECS=str(int(drain)), SHUTDOWN_TIMEOUT_SECS=str(timeout))
     stop = threading.Event()
     results: list[tuple[float, object]] = []
 
@@ -293,18 +251,14 @@ def test_sigterm_under_load_drains_then_finishes_every_accepted_request(
                 answer = err
             results.append((time.monotonic(), answer))
 
-    with started([str(release_binary)], log, env=env) as proc:
-        wait_until_answering(port, proc, log)
+    with serving(release_binary, tmp_path, port, env) as proc:
         clients = [threading.Thread(target=load) for _ in range(8)]
         for thread in clients:
             thread.start()
         wait_for(lambda: len(results) > 200, "load before the signal")
         signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        readiness: list[tuple[float, int]] = []
-        while time.monotonic() - signalled < drain - 0.5:
-            readiness.append((time.monotonic() - signalled, http_get(port, "/readyz")[0]))
-            time.sleep(0.1)
+        readiness = sample(lambda: http_get(port, "/readyz")[0], drain - 0.5, start=signalled)
         healthcheck = [str(release_binary), "healthcheck"]
         ready_probe = subprocess.run(healthcheck, env=env, capture_output=True, check=False)
         live_probe = subprocess.run(
@@ -345,15 +299,14 @@ def test_healthcheck_subcommand_probes_the_running_service(
     release_binary: Path, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = service_env(HOST="127.0.0.1", PORT=str(port))
+    env = env_for(port)
 
     def healthcheck(*args: str) -> int:
         cmd = [str(release_binary), "healthcheck", *args]
         return subprocess.run(cmd, env=env, capture_output=True, check=False).returncode
 
     assert healthcheck() == 1, "nothing listens yet"
-    with started([str(release_binary)], tmp_path / "service.log", env=env) as proc:
-        wait_until_answering(port, proc, tmp_path / "service.log")
+    with serving(release_binary, tmp_path, port, env):
         assert healthcheck() == 0
         assert healthcheck("live") == 0
         assert healthcheck(f"http://localhost:{port}/readyz") == 0  # a name, resolved
@@ -379,7 +332,6 @@ def test_a_real_prometheus_scrapes_requests_by_route_template(
     port, prometheus_port = free_port(), free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(PROMETHEUS_CONFIG.replace("{port}", str(port)))
-    env = service_env(HOST="127.0.0.1", PORT=str(port))
     prometheus_cmd = [
         prometheus,
         f"--config.file={config}",
@@ -400,12 +352,11 @@ def test_a_real_prometheus_scrapes_requests_by_route_template(
         result = query(expression)
         return float(result[0]["value"][1]) if result and len(result) == 1 else -1
 
-    service_log, prometheus_log = tmp_path / "service.log", tmp_path / "prometheus.log"
+    prometheus_log = tmp_path / "prometheus.log"
     with (
-        started([str(release_binary)], service_log, env=env) as proc,
-        started(prometheus_cmd, prometheus_log) as prometheus_proc,
+        serving(release_binary, tmp_path, port),
+        Server(prometheus_cmd, prometheus_port, prometheus_log) as prometheus_proc,
     ):
-        wait_until_answering(port, proc, service_log)
         for name in ("Pete", "Paul", "Mary"):
             assert http_get(port, f"/{name}")[0] == 200
         greeted = 'http_requests_total{job="service",method="GET",route="/{name}",status="200"}'
@@ -424,10 +375,9 @@ def test_binary_serves_on_the_socket_systemfd_passes(release_binary: Path, tmp_p
     port, unused_port = free_port(), free_port()
     log = tmp_path / "systemfd.log"
     # PORT names another port: the service must use the inherited socket instead.
-    env = service_env(HOST="127.0.0.1", PORT=str(unused_port))
-    cmd = [systemfd, "--no-pid", "-s", f"http::127.0.0.1:{port}", "--", str(release_binary)]
-    with started(cmd, log, env=env) as proc:
-        wait_until_answering(port, proc, log)
+    cmd = systemfd_command(systemfd, port, str(release_binary))
+    with Server(cmd, port, log, env=env_for(unused_port)) as proc:
+        proc.wait_until_answering()
         assert http_get(port, "/Pete") == (200, "Hello Pete!")
     assert f"listening on http://127.0.0.1:{port} ({LISTENFD_LOG})" in log.read_text()
 
@@ -450,19 +400,9 @@ def test_requests_during_a_restart_under_systemfd_are_answered(
     port = free_port()
     log = tmp_path / "systemfd.log"
     pid_file, go_file = tmp_path / "pid", tmp_path / "go"
-    backlog_option = [] if backlog is None else ["--backlog", str(backlog)]
-    cmd = [
-        systemfd,
-        "--no-pid",
-        *backlog_option,
-        "-s",
-        f"http::127.0.0.1:{port}",
-        "--",
-        "sh",
-        "-c",
-        RESTART_LOOP,
-        str(release_binary),
-    ]
+    cmd = systemfd_command(
+        systemfd, port, "sh", "-c", RESTART_LOOP, str(release_binary), backlog=backlog
+    )
 
     def current_pid() -> int:
         return int(pid_file.read_text())
@@ -472,8 +412,8 @@ def test_requests_during_a_restart_under_systemfd_are_answered(
         wait_for(lambda: pid_file.exists() and current_pid() != old, "the restarted binary")
         return current_pid()
 
-    with started(cmd, log, cwd=tmp_path, env=service_env()) as proc:
-        wait_until_answering(port, proc, log)
+    with Server(cmd, port, log, cwd=tmp_path, env=env_for()) as proc:
+        proc.wait_until_answering()
         old = current_pid()
 
         # 1. Requests sent while no process runs at all are answered after the restart.

@@ -6,17 +6,16 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import jinja2
 import pytest
 
 from harness import TEMPLATE_DIR
+from harness.engine import docker, docker_env
 from harness.processes import require
 from harness.render import DEFAULT_SLUG, cookiecutter_cli, copier_cli, default_answers
-
-# Session fixtures for the docker test: docker_engine, base_images.
-pytest_plugins = ["harness.containers"]
 
 STEP_DONE = re.compile(r"^\[verify\] (.+): ok \((\d+\.\d) s\)$", re.MULTILINE)
 
@@ -27,6 +26,36 @@ def render_hook(answers: dict[str, str]) -> str:
     source = (TEMPLATE_DIR / "hooks/post_gen_project.py").read_text()
     environment = jinja2.Environment(keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     return environment.from_string(source).render(cookiecutter=answers)
+
+
+def generated_with_main_rs_changed(tmp_path: Path, change: Callable[[str], str]) -> Path:
+    """The default project, generated without the check, its src/main.rs changed."""
+    generated = cookiecutter_cli(tmp_path / "out", default_answers(verify="none"))
+    assert generated.returncode == 0, generated.stderr
+    project = tmp_path / "out" / DEFAULT_SLUG
+    main_rs = project / "src/main.rs"
+    main_rs.write_text(change(main_rs.read_text()))
+    return project
+
+
+def run_hook(
+    project: Path, answers: dict[str, str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The post-generation hook rendered for `answers`, run in `project` as the engines do."""
+    return subprocess.run(
+        [sys.executable, "-c", render_hook(answers)],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def assert_answered(output: str, slug: str = DEFAULT_SLUG) -> None:
+    """The check curled /Pete and reported success."""
+    assert "[verify] GET /Pete -> 200 'Hello Pete!'" in output
+    assert f"[verify] SUCCESS: {slug} answered 'Hello Pete!'" in output
 
 
 def test_verify_none_builds_nothing_and_prints_nothing(tmp_path: Path) -> None:
@@ -64,8 +93,7 @@ def test_default_answers_are_built_and_curled_by_the_hook(tmp_path: Path) -> Non
     assert steps[0] == "cargo build --locked"
     assert "curl /Pete, / and /health" in steps
     assert steps[-1] == "stop it with SIGTERM"
-    assert "[verify] GET /Pete -> 200 'Hello Pete!'" in result.stdout
-    assert "[verify] SUCCESS: hello-service answered 'Hello Pete!'" in result.stdout
+    assert_answered(result.stdout)
 
 
 @pytest.mark.slow
@@ -83,27 +111,16 @@ def test_copier_runs_the_same_check_for_non_default_answers(tmp_path: Path) -> N
     )
     result = copier_cli(tmp_path / "order-desk", answers)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "[verify] GET /Pete -> 200 'Hello Pete!'" in result.stdout
-    assert "[verify] SUCCESS: order-desk answered 'Hello Pete!'" in result.stdout
+    assert_answered(result.stdout, "order-desk")
 
 
 @pytest.mark.slow
 def test_a_failing_build_names_the_step_shows_the_log_and_exits_non_zero(tmp_path: Path) -> None:
     require("cargo")
-    answers = default_answers(verify="cargo")
-    generated = cookiecutter_cli(tmp_path / "out", default_answers(verify="none"))
-    assert generated.returncode == 0, generated.stderr
-    project = tmp_path / "out/hello-service"
-    main_rs = project / "src/main.rs"
-    main_rs.write_text(main_rs.read_text() + '\nfn broken() -> u32 { "not a number" }\n')
-
-    result = subprocess.run(
-        [sys.executable, "-c", render_hook(answers)],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=False,
+    project = generated_with_main_rs_changed(
+        tmp_path, lambda source: source + '\nfn broken() -> u32 { "not a number" }\n'
     )
+    result = run_hook(project, default_answers(verify="cargo"))
     assert result.returncode == 1
     assert "[verify] FAILED: cargo build --locked:" in result.stdout
     assert "mismatched types" in result.stdout  # the tail of cargo's output
@@ -124,39 +141,26 @@ def test_docker_mode_builds_the_runtime_image_and_curls_the_container(
     steps = [name for name, _ in STEP_DONE.findall(result.stdout)]
     assert steps[0] == "docker build -t hello-service:verify ."
     assert steps[-1] == "docker stop"
-    assert "[verify] GET /Pete -> 200 'Hello Pete!'" in result.stdout
-    assert "[verify] SUCCESS: hello-service answered 'Hello Pete!'" in result.stdout
+    assert_answered(result.stdout)
 
 
 @pytest.mark.docker
 def test_docker_mode_leaves_nothing_running_when_the_service_never_answers(
     tmp_path: Path, base_images: None
 ) -> None:
-    from harness.engine import docker, docker_env
-
-    generated = cookiecutter_cli(tmp_path / "out", default_answers(verify="none"))
-    assert generated.returncode == 0, generated.stderr
-    project = tmp_path / "out/hello-service"
-    main_rs = project / "src/main.rs"
     # A service that starts and never listens: the check must give up and clean up.
     entry = "fn main() -> ExitCode {"
-    source = main_rs.read_text()
-    assert source.count(entry) == 1, "src/main.rs changed: update this test"
-    main_rs.write_text(
-        source.replace(entry, entry + "\n    std::thread::sleep(std::time::Duration::MAX);")
-    )
+
+    def never_listening(source: str) -> str:
+        assert source.count(entry) == 1, "src/main.rs changed: update this test"
+        return source.replace(entry, entry + "\n    std::thread::sleep(std::time::Duration::MAX);")
+
+    project = generated_with_main_rs_changed(tmp_path, never_listening)
     env = docker_env() | {
         "TEMPLATE_VERIFY_DOCKER_NETWORK": "host",
         "TEMPLATE_VERIFY_STARTUP_TIMEOUT": "5",
     }
-    result = subprocess.run(
-        [sys.executable, "-c", render_hook(default_answers(verify="docker"))],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_hook(project, default_answers(verify="docker"), env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "nothing answered on http://127.0.0.1:" in result.stdout
     assert re.search(r"removed the container hello-service-verify-\d+ and the image", result.stdout)

