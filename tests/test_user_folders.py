@@ -8,20 +8,13 @@ folders, `.git` included) and compares it after the engine ran, as a user runs i
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from harness.processes import require, run
+from harness.git import git
+from harness.processes import require
 from harness.render import cookiecutter_cli, copier_cli, default_answers, load_hook
-
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "Pete",
-    "GIT_AUTHOR_EMAIL": "pete@example.com",
-    "GIT_COMMITTER_NAME": "Pete",
-    "GIT_COMMITTER_EMAIL": "pete@example.com",
-}
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, bytes | None, int]]:
@@ -41,10 +34,6 @@ def snapshot(root: Path) -> dict[str, tuple[str, bytes | None, int]]:
 
 def without(tree: dict, prefix: str) -> dict:
     return {k: v for k, v in tree.items() if k != prefix and not k.startswith(prefix + "/")}
-
-
-def git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run(["git", *args], cwd=cwd, env=dict(os.environ, **GIT_IDENTITY))
 
 
 def users_things(folder: Path) -> None:
