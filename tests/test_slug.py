@@ -230,12 +230,19 @@ def finish_copier(child, after: str) -> None:  # type: ignore[no-untyped-def]
     assert child.exitstatus == 0, ANSI.sub("", child.before or "")
 
 
-def test_copier_prompts_an_ordinary_name_through_with_enter(tmp_path: Path) -> None:
+def copier_at_the_slug_prompt(tmp_path: Path, project_name: str):  # type: ignore[no-untyped-def]
+    """copier in a terminal, `project_name` typed over the pre-filled one, at the slug
+    prompt; with the folder it generates into."""
     destination = tmp_path / "svc"
     child = spawn(copier_command(destination), tmp_path)
     copier_prompt(child, "project_name")
-    child.send(KILL_LINE + "Zürich Payments\r")
+    child.send(KILL_LINE + project_name + "\r")
     copier_prompt(child, "slug")
+    return child, destination
+
+
+def test_copier_prompts_an_ordinary_name_through_with_enter(tmp_path: Path) -> None:
+    child, destination = copier_at_the_slug_prompt(tmp_path, "Zürich Payments")
     child.expect_exact("zurich-payments")  # the derived default, pre-filled
     child.send("\r")
     finish_copier(child, "slug")
@@ -243,11 +250,7 @@ def test_copier_prompts_an_ordinary_name_through_with_enter(tmp_path: Path) -> N
 
 
 def test_copier_asks_again_for_a_bad_slug_then_takes_a_good_one(tmp_path: Path) -> None:
-    destination = tmp_path / "svc"
-    child = spawn(copier_command(destination), tmp_path)
-    copier_prompt(child, "project_name")
-    child.send(KILL_LINE + "Zürich Payments\r")
-    copier_prompt(child, "slug")
+    child, destination = copier_at_the_slug_prompt(tmp_path, "Zürich Payments")
     child.send(KILL_LINE + "Bad_Slug\r")
     child.expect_exact("is invalid")
     child.send(KILL_LINE + "payments-zh\r")
@@ -261,11 +264,7 @@ def test_copier_lets_the_user_type_a_slug_when_none_derives(
 ) -> None:
     """copier validates a default before it shows the prompt; the default offers nothing
     for such names, so the user reaches the slug prompt instead of a traceback."""
-    destination = tmp_path / "svc"
-    child = spawn(copier_command(destination), tmp_path)
-    copier_prompt(child, "project_name")
-    child.send(KILL_LINE + project_name + "\r")
-    copier_prompt(child, "slug")
+    child, destination = copier_at_the_slug_prompt(tmp_path, project_name)
     child.send("\r")  # nothing typed: refused, asked again
     child.expect_exact("is invalid")
     child.send("typed-slug\r")
