@@ -8,6 +8,8 @@ containers  images, containers and compose projects of a generated service
 pipeline    the generated CI files, and the GitLab pipeline run by gitlab-ci-local
 redis       a throwaway redis-server (the sccache redis backend's shared cache)
 service     the generated service (or another server) as a process on this machine
+releases    the template as a git repository with two release tags (the update tests)
+update      services generated at one release, edited as a team would, updated to the next
 """
 
 from __future__ import annotations

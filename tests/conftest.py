@@ -2,7 +2,8 @@
 
 One cargo target directory for every build in the run; every docker client pointed at
 the suite's own engine; and, after everything, a check that the engine a user works
-with holds no stand-in image.
+with holds no stand-in image. For the update tier (tests/test_update_*.py): the template
+repository with two release tags, and git, cookiecutter and copier kept out of $HOME.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ from harness.engine import (
 )
 from harness.git import commit_all, git
 from harness.pipeline import BUILDER_DOCKERFILE, make_ci_repo
+from harness.releases import two_releases
 from harness.render import bake, default_answers
+from harness.update import isolated_tools
 
 # The command-line tools of requirements-dev.txt (ruff, check-jsonschema, hadolint, cruft,
 # sccache) sit next to the interpreter in .venv/bin: find them as an activated venv would.
@@ -249,3 +252,20 @@ def run_container() -> Iterator[ContainerRunner]:
     runner = ContainerRunner()
     yield runner
     runner.remove_all()
+
+
+# ---------------------------------------------------------------- the update tier
+# Shared by tests/test_update_keeps_edits.py, tests/test_update_conflicts.py,
+# tests/test_update_from_cookiecutter.py and tests/test_update_previous_release.py.
+@pytest.fixture(scope="session")
+def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The template as a git repository with tags v1.0.0 (the working tree) and v1.1.0 (the
+    changes of harness.releases.make_version_b)."""
+    return two_releases(tmp_path_factory.mktemp("template") / "rust-service-template")
+
+
+@pytest.fixture(scope="module")
+def isolated_update_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """git, cookiecutter and copier kept out of $HOME while an update test module runs."""
+    with isolated_tools(tmp_path_factory.mktemp("update-home")) as home:
+        yield home
