@@ -4,6 +4,8 @@ render      the two template engines, the questions and their default answers
 processes   commands, prerequisites, loopback HTTP, waiting for something to happen
 engine      the suite's own Docker engine and the docker CLI
 standins    stand-in base images built in that engine (also a command)
+debian      this machine's Debian mirror (also a command, for the shell prerequisites)
+git         repositories with a fixed identity, set up in one call
 containers  images, containers and compose projects of a generated service
 pipeline    the generated CI files, and the GitLab pipeline run by gitlab-ci-local
 redis       a throwaway redis-server (the sccache redis backend's shared cache)

@@ -138,7 +138,7 @@ def add_route(project: Path, handler: str, source: str) -> None:
     greeting, whose `/{name}` would otherwise answer its path."""
     routes = project / "src" / "routes.rs"
     original = routes.read_text()
-    assert ".service(greet)" in original, "routes moved: update tests/support.py add_route"
+    assert ".service(greet)" in original, "routes moved: update harness/render.py add_route"
     routes.write_text(
         original.replace(".service(greet)", f".service({handler}).service(greet)") + source
     )

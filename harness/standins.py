@@ -55,7 +55,7 @@ path-exclude /usr/share/lintian/*
 
 
 def log(message: str) -> None:
-    print(f"standin-images: {message}", flush=True)
+    print(f"standins: {message}", flush=True)
 
 
 def docker(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess[str]:
@@ -75,7 +75,7 @@ def pulled(image: str) -> bool:
 def mirror() -> str:
     found = debian_mirror()
     if found is None:
-        sys.exit("standin-images: no Debian mirror in the apt sources")
+        sys.exit("standins: no Debian mirror in the apt sources")
     return found
 
 
@@ -153,7 +153,7 @@ def machine_toolchain(version: str) -> Path:
         found = out.split()[1] if out else ""
         if found == version or found.startswith(version + "."):
             return toolchain.resolve()
-    sys.exit(f"standin-images: no rustup toolchain for Rust {version} on this machine")
+    sys.exit(f"standins: no rustup toolchain for Rust {version} on this machine")
 
 
 def rust_toolchain_image(version: str) -> str:
@@ -293,7 +293,7 @@ def ensure(image: str, version: str) -> str:
         release = {v: k for k, v in RELEASES.items()}[m.group(1)]
         distroless_cc(release)
     else:
-        sys.exit(f"standin-images: no recipe for {image}")
+        sys.exit(f"standins: no recipe for {image}")
     return "stand-in"
 
 
@@ -304,7 +304,7 @@ def main() -> None:
     args = parser.parse_args()
     if docker("info", check=False, capture_output=True).returncode != 0:
         sys.exit(
-            f"standin-images: the suite's engine does not answer at {suite_engine_host()} "
+            f"standins: the suite's engine does not answer at {suite_engine_host()} "
             f"(start it with {ENGINE_SCRIPT} start)"
         )
     for image in args.images or all_images(args.rust_version):

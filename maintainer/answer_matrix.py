@@ -3,9 +3,9 @@
 
 For refactors that must not change what users get: run it before and after, and diff.
 
-    .venv/bin/python maintainer/render-answer-matrix.py > before.txt
+    .venv/bin/python -m maintainer.answer_matrix > before.txt
     ... change the template ...
-    .venv/bin/python maintainer/render-answer-matrix.py > after.txt
+    .venv/bin/python -m maintainer.answer_matrix > after.txt
     diff before.txt after.txt     # empty: every generated file is byte-identical
 
 Each line is `<engine> <answers> <path> <sha256 of the bytes> <mode>`; copier's answers

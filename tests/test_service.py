@@ -102,7 +102,7 @@ def lock_after_cargo_resolves(project: Path, *flags: str) -> str:
 
 
 def test_committed_lock_matches_cargo_toml(default_project: Path) -> None:
-    """`--locked` fails when Cargo.toml needs a lock change (maintainer/refresh-cargo-lock.py)."""
+    """`--locked` fails when Cargo.toml needs a lock change (maintainer/refresh_cargo_lock.py)."""
     lock_after_cargo_resolves(default_project, "--locked")
 
 

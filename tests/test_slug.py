@@ -1,7 +1,7 @@
 """The default slug: both engines derive the same one from the project name.
 
 The expression lives in cookiecutter.json and copier.yml, written by
-maintainer/generate-slug-default.py; the rule and its message by
+maintainer/slug_rules.py; the rule and its message by
 hooks/pre_gen_project.py (cookiecutter) and copier.yml's validator (copier).
 """
 
