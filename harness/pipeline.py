@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -29,20 +30,25 @@ from harness.render import DEFAULT_SLUG, default_answers, render_cookiecutter
 GITLAB_CI = ".gitlab-ci.yml"
 GITHUB_WORKFLOW = ".github/workflows/ci.yml"
 BUILDER_DOCKERFILE = "ci/builder.Dockerfile"
-STAGES = ["check", "build", "test", "publish", "deploy"]
+RELEASE_NOTES = "ci/release-notes.sh"
+STAGES = ["check", "build", "test", "publish", "release", "deploy"]
 CARGO_JOBS = ["check", "build", "test"]
 SLUG = DEFAULT_SLUG
 
-# What each kind of push runs, and how ("manual" waits for a click): the table under
-# "GitLab: the contract" in docs/pipeline.md.
+# What each kind of pipeline runs, and how ("manual" waits for a click): PIPELINES below
+# says which pipeline runs which.
 BRANCH_PIPELINE = {"check": "on_success", "test": "on_success"}
+WITH_BUILDER_IMAGE = {"builder-image": "on_success", **BRANCH_PIPELINE}
+# A release tag's pipeline (vX.Y.Z, vX.Y.Z-<pre-release>).
 TAG_PIPELINE = {
     "build": "on_success",
     "test": "on_success",
     "publish": "on_success",
+    "release": "on_success",
     "deploy-staging": "manual",
     "deploy-production": "manual",
 }
+NO_PIPELINE: dict[str, str] = {}
 
 # Images the pipeline runs in are tagged under this name: CI_REGISTRY_IMAGE is
 # template-test/<slug>, so $BUILDER_IMAGE and the release image land here too.
@@ -61,7 +67,7 @@ RUN update-ca-certificates >/dev/null
 # Inside the publish job the engine's socket is where docker-in-docker jobs expect one.
 ENGINE_IN_JOB = "/var/run/docker.sock"
 # Predefined variables gitlab-ci-local must leave alone: the command line sets them.
-REF_VARIABLES = ("CI_COMMIT_REF_NAME", "CI_COMMIT_TAG", "CI_COMMIT_BRANCH")
+REF_VARIABLES = ("CI_COMMIT_REF_NAME", "CI_COMMIT_TAG", "CI_COMMIT_BRANCH", "CI_PIPELINE_SOURCE")
 
 
 # ---------------------------------------------------------------- the CI files
@@ -91,7 +97,129 @@ def tag_args(tag: str) -> list[str]:
     ]
 
 
-TAG_ARGS = tag_args("v1.0.0")
+# ---------------------------------------------------------------- which pipelines GitLab creates
+@dataclass(frozen=True)
+class Source:
+    """One kind of pipeline, told to gitlab-ci-local through GitLab's predefined variables.
+
+    `ref` is what the repository of tests/conftest.py's `ci_repo` fixture checks out;
+    `variables` what GitLab sets for such a pipeline, `unset` what it leaves unset.
+    """
+
+    pipeline: str
+    ref: str
+    variables: dict[str, str]
+    unset: tuple[str, ...]
+    jobs: dict[str, str]
+
+    def args(self) -> list[str]:
+        args = [f"--variable={name}={value}" for name, value in self.variables.items()]
+        return args + [f"--unset-variable={name}" for name in self.unset]
+
+    def row(self) -> str:
+        """This pipeline's row of the table in docs/pipeline.md."""
+        told = ", ".join(
+            [f"`{name}={value}`" for name, value in self.variables.items()]
+            + [f"no `{name}`" for name in self.unset]
+        )
+        jobs = ", ".join(
+            f"*{name}*" if when == "manual" else name for name, when in self.jobs.items()
+        )
+        return f"| {self.pipeline} | `{self.ref}`: {told} | {jobs or 'no pipeline'} |"
+
+
+OPEN_MERGE_REQUEST = {"CI_OPEN_MERGE_REQUESTS": f"group/{SLUG}!1"}
+
+
+def push(**variables: str) -> dict[str, str]:
+    return {"CI_PIPELINE_SOURCE": "push", **variables}
+
+
+def merge_request() -> dict[str, str]:
+    return {
+        "CI_PIPELINE_SOURCE": "merge_request_event",
+        "CI_MERGE_REQUEST_IID": "1",
+        **OPEN_MERGE_REQUEST,
+    }
+
+
+def tag_push(name: str) -> dict[str, str]:
+    return push(CI_COMMIT_TAG=name)
+
+
+NO_BRANCH = ("CI_COMMIT_BRANCH",)
+# Every pipeline GitLab may be asked for, and the jobs it runs: the table under "GitLab:
+# which pipeline runs which jobs" in docs/pipeline.md (tests/test_pipeline_rules.py checks
+# both). `builder` is a branch that changes ci/builder.Dockerfile.
+PIPELINES = {
+    "push-to-branch": Source(
+        "push to a branch, no merge request open", "feature", push(), (), BRANCH_PIPELINE
+    ),
+    "push-to-branch-with-merge-request": Source(
+        "push to a branch with a merge request open",
+        "feature",
+        push(**OPEN_MERGE_REQUEST),
+        (),
+        NO_PIPELINE,
+    ),
+    "merge-request": Source(
+        "merge request pipeline (the same push)",
+        "feature",
+        merge_request(),
+        NO_BRANCH,
+        BRANCH_PIPELINE,
+    ),
+    "push-to-default-branch": Source(
+        "push to the default branch", "main", push(), (), BRANCH_PIPELINE
+    ),
+    "release-tag": Source("release tag", "v1.0.0", tag_push("v1.0.0"), NO_BRANCH, TAG_PIPELINE),
+    "pre-release-tag": Source(
+        "pre-release tag", "v1.1.0-rc.1", tag_push("v1.1.0-rc.1"), NO_BRANCH, TAG_PIPELINE
+    ),
+    "other-tag": Source(
+        "other tag", "release/1.0", tag_push("release/1.0"), NO_BRANCH, NO_PIPELINE
+    ),
+    "other-tag-no-version": Source("other tag", "foo", tag_push("foo"), NO_BRANCH, NO_PIPELINE),
+    "schedule": Source("schedule", "main", {"CI_PIPELINE_SOURCE": "schedule"}, (), BRANCH_PIPELINE),
+    "web": Source(
+        "*Run pipeline* (web)", "feature", {"CI_PIPELINE_SOURCE": "web"}, (), BRANCH_PIPELINE
+    ),
+    "web-builder-image": Source(
+        "*Run pipeline* with `BUILD_BUILDER_IMAGE=true`",
+        "main",
+        {"CI_PIPELINE_SOURCE": "web", "BUILD_BUILDER_IMAGE": "true"},
+        (),
+        WITH_BUILDER_IMAGE,
+    ),
+    "push-changing-builder": Source(
+        "push to a branch that changes `ci/builder.Dockerfile` (its first push too)",
+        "builder",
+        push(),
+        (),
+        WITH_BUILDER_IMAGE,
+    ),
+    "merge-request-changing-builder": Source(
+        "merge request pipeline of that branch",
+        "builder",
+        merge_request(),
+        NO_BRANCH,
+        WITH_BUILDER_IMAGE,
+    ),
+    "push-to-default-branch-changing-builder": Source(
+        "push of that change to the default branch",
+        "builder",
+        push(CI_COMMIT_BRANCH="main"),
+        (),
+        WITH_BUILDER_IMAGE,
+    ),
+    "release-tag-on-builder-branch": Source(
+        "release tag on that branch",
+        "v1.1.0-builder",
+        tag_push("v1.1.0-builder"),
+        NO_BRANCH,
+        TAG_PIPELINE,
+    ),
+}
 
 
 # ---------------------------------------------------------------- gitlab-ci-local
@@ -133,6 +261,31 @@ def selected_jobs(repo: Path, ref: str, *args: str) -> dict[str, str]:
     return {
         job["name"]: job["when"] for job in list_jobs(repo, ref, *args) if job["when"] != "never"
     }
+
+
+# A job whose rules are the workflow's rules (tests/test_pipeline_rules.py explains why).
+WORKFLOW_PROBE = ".gitlab-ci-workflow-probe.yml"
+WORKFLOW_JOB = "workflow-rules"
+
+
+def pipeline_jobs(repo: Path, source: Source) -> dict[str, str]:
+    """{job: when} of the pipeline GitLab would create for `source`, {} for none.
+
+    gitlab-ci-local 4.73 reads `workflow:rules` only for their variables and lists every
+    pipeline's jobs. The probe file includes the real one and adds a job whose rules are
+    the workflow's (anchors resolved): gitlab-ci-local's own rules engine, the one that
+    selects the jobs, then says whether the workflow lets the pipeline be created.
+    """
+    git(repo, "checkout", "-q", source.ref)
+    workflow = load_ci(repo / GITLAB_CI)["workflow"]
+    probe = {
+        "include": [{"local": GITLAB_CI}],
+        WORKFLOW_JOB: {"stage": ".pre", "script": ["true"], "rules": workflow["rules"]},
+    }
+    (repo / WORKFLOW_PROBE).write_text(yaml.safe_dump(probe, sort_keys=False))
+    jobs = selected_jobs(repo, source.ref, "--file", WORKFLOW_PROBE, *source.args())
+    created = jobs.pop(WORKFLOW_JOB, None) is not None
+    return jobs if created else NO_PIPELINE
 
 
 def preview(repo: Path, ref: str = "main") -> dict:
@@ -215,12 +368,15 @@ def pipeline_for(project: Path, root: Path, builder: str, helper: str) -> Pipeli
     return Pipeline(make_ci_repo(project, root), builder, helper)
 
 
-def publish_override(repo: Path) -> Path:
-    """The tag pipeline with publish on the suite's engine instead of docker-in-docker.
+def tag_pipeline_override(repo: Path) -> Path:
+    """The tag pipeline with publish on the suite's engine instead of docker-in-docker, and
+    release in the helper image instead of GitLab's CLI image.
 
-    The job's real build step (.runtime_image) with --network host (the engine has no
-    bridge network); no registry here, so no login and no push. The engine's socket is
-    mounted where the job looks for it (ENGINE_IN_JOB).
+    Publish: the job's real build step (.runtime_image) with --network host (the engine
+    has no bridge network); no registry here, so no login and no push. The engine's
+    socket is mounted where the job looks for it (ENGINE_IN_JOB). Release: its real
+    script (sh, git, awk: the helper image has them); gitlab-ci-local ignores the
+    `release:` keyword, which needs a GitLab.
     """
     raw = load_ci(repo / GITLAB_CI)
     build = [
@@ -243,8 +399,9 @@ def publish_override(repo: Path) -> Path:
             "before_script": ["echo 'test override: host engine, no registry login'"],
             "script": build,
         },
+        "release": {"image": HELPER_IMAGE},
     }
-    path = repo / ".gitlab-ci-local-publish.yml"
+    path = repo / ".gitlab-ci-local-tag.yml"
     path.write_text(yaml.safe_dump(override, sort_keys=False))
     return path
 

@@ -196,10 +196,12 @@ def ci_repo(rendered: Callable[..., Path], tmp_path_factory: pytest.TempPathFact
     """A git repository of the generated project with an origin, as a runner sees it.
 
     Branches: main (default, pushed to origin), feature (one commit ahead), builder
-    (changes the builder Dockerfile). Tags: v1.0.0 on main, v1.1.0-builder on builder.
+    (changes the builder Dockerfile). Tags: v1.0.0, v1.1.0-rc.1, release/1.0 and foo on
+    main, v1.1.0-builder on builder (harness.pipeline.PIPELINES uses them all).
     """
     repo = make_ci_repo(rendered(), tmp_path_factory.mktemp("ci-repo"))
-    git(repo, "tag", "v1.0.0")
+    for tag in ("v1.0.0", "v1.1.0-rc.1", "release/1.0", "foo"):
+        git(repo, "tag", tag)
     git(repo, "checkout", "-q", "-b", "feature")
     (repo / "src" / "feature.txt").write_text("a feature\n")
     commit_all(repo, "feature")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,8 @@ from harness.pipeline import (
     CARGO_JOBS,
     GITHUB_WORKFLOW,
     GITLAB_CI,
+    NO_PIPELINE,
+    RELEASE_NOTES,
     SLUG,
     STAGES,
     TAG_PIPELINE,
@@ -34,10 +37,25 @@ from harness.processes import require, run
 
 BACKENDS = ["local", "s3", "gcs", "redis"]
 PROVIDERS = {
-    "gitlab": {GITLAB_CI, BUILDER_DOCKERFILE},
-    "github": {GITHUB_WORKFLOW},
-    "both": {GITLAB_CI, BUILDER_DOCKERFILE, GITHUB_WORKFLOW},
+    "gitlab": {GITLAB_CI, BUILDER_DOCKERFILE, RELEASE_NOTES},
+    "github": {GITHUB_WORKFLOW, RELEASE_NOTES},
+    "both": {GITLAB_CI, BUILDER_DOCKERFILE, RELEASE_NOTES, GITHUB_WORKFLOW},
     "none": set(),
+}
+# Tags and whether they are release tags (publish, release and deploy run for those).
+TAGS = {
+    "v1.0.0": True,
+    "v10.20.30": True,
+    "v1.2.0-rc.1": True,
+    "v1.2.0-beta-2.x": True,
+    "release/1.0": False,
+    "foo": False,
+    "v1.0": False,
+    "1.0.0": False,
+    "v1.0.0-": False,
+    "v1.0.0+build.1": False,
+    "v1.0.0/x": False,
+    "xv1.0.0": False,
 }
 Render = Callable[..., Path]  # the `rendered` fixture (tests/conftest.py)
 
@@ -128,6 +146,7 @@ def test_gitlab_ci_follows_the_pipeline_contract(rendered: Render, ci_repo: Path
         "builder-image",
         *CARGO_JOBS,
         "publish",
+        "release",
         "deploy-staging",
         "deploy-production",
     }
@@ -171,12 +190,77 @@ def test_gitlab_ci_follows_the_pipeline_contract(rendered: Render, ci_repo: Path
     assert publish["variables"]["DOCKER_TLS_CERTDIR"] == "/certs"
     assert publish["services"][0]["name"] == "docker:$DOCKER_VERSION-dind"
     assert jobs["build"]["artifacts"]["paths"] == [f"target/release/{SLUG}"]
-    # Deploys: environments, and production checks the ancestry itself.
-    assert jobs["deploy-staging"]["environment"]["name"] == "staging"
-    assert jobs["deploy-production"]["environment"]["name"] == "production"
+    # Release: GitLab's CLI image pinned in `variables:`, notes from ci/release-notes.sh.
+    release = jobs["release"]
+    assert release["image"]["name"] == "registry.gitlab.com/gitlab-org/cli:v$GLAB_VERSION"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", ci["variables"]["GLAB_VERSION"])
+    assert f'sh {RELEASE_NOTES} "$CI_COMMIT_TAG" > release-notes.md' in release["script"]
+    assert release["variables"]["GIT_DEPTH"] == "0"
+    assert release["release"] == {
+        "tag_name": "$CI_COMMIT_TAG",
+        "name": "$CI_COMMIT_TAG",
+        "description": "./release-notes.md",
+    }
+    # Deploys: environments with their tier and an optional URL, one resource group each;
+    # production checks the ancestry itself.
+    for tier in ("staging", "production"):
+        deploy = jobs[f"deploy-{tier}"]
+        assert deploy["environment"] == {
+            "name": tier,
+            "deployment_tier": tier,
+            "url": f"${tier.upper()}_URL",
+        }
+        assert deploy["resource_group"] == tier
+        assert deploy.get("allow_failure", False) is False
     production = "\n".join(jobs["deploy-production"]["script"])
     assert 'git merge-base --is-ancestor "$CI_COMMIT_SHA" "origin/$CI_DEFAULT_BRANCH"' in production
     assert "git fetch" in production.split("merge-base")[0]
+
+
+def test_gitlab_workflow_and_rules_encode_the_pipelines(ci_repo: Path) -> None:
+    """The YAML behind tests/test_pipeline_rules.py's table: one release-tag condition for
+    the workflow and every release job, merge request pipelines instead of duplicate
+    branch pipelines, redundant pipelines cancelled, `compare_to` for changed files."""
+    ci = preview(ci_repo, "main")
+    workflow = ci["workflow"]
+    assert workflow["auto_cancel"] == {"on_new_commit": "interruptible"}
+    rules = workflow["rules"]
+    assert rules[:3] == [
+        {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'},
+        {
+            "if": '$CI_PIPELINE_SOURCE == "push" && $CI_COMMIT_BRANCH && $CI_OPEN_MERGE_REQUESTS',
+            "when": "never",
+        },
+        {"if": "$CI_COMMIT_BRANCH"},
+    ]
+    release_tag = rules[3]["if"]
+    assert len(rules) == 4
+    # The regex as GitLab (RE2) reads it; Python's `re` agrees on this syntax.
+    match = re.fullmatch(r"\$CI_COMMIT_TAG =~ /(.+)/", release_tag)
+    assert match, release_tag
+    assert {tag: bool(re.search(match.group(1), tag)) for tag in TAGS} == TAGS
+    for name in ("build", "publish", "release"):
+        assert ci[name]["rules"] == [{"if": release_tag}], name
+    for name in ("deploy-staging", "deploy-production"):
+        assert ci[name]["rules"] == [{"if": release_tag, "when": "manual"}], name
+    branch_or_merge_request = {
+        "if": '$CI_COMMIT_BRANCH || $CI_PIPELINE_SOURCE == "merge_request_event"'
+    }
+    assert ci["check"]["rules"] == [branch_or_merge_request]
+    assert ci["test"]["rules"] == [branch_or_merge_request, {"if": release_tag}]
+    on_demand, default_branch, others = ci["builder-image"]["rules"]
+    assert on_demand == {"if": '$CI_COMMIT_BRANCH && $BUILD_BUILDER_IMAGE == "true"'}
+    assert default_branch == {
+        "if": '$CI_PIPELINE_SOURCE == "push" && $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH',
+        "changes": [BUILDER_DOCKERFILE],
+    }
+    assert others == {
+        **branch_or_merge_request,
+        "changes": {
+            "paths": [BUILDER_DOCKERFILE],
+            "compare_to": "refs/heads/$CI_DEFAULT_BRANCH",
+        },
+    }
 
 
 @pytest.mark.parametrize(
@@ -273,15 +357,53 @@ def test_github_workflow_passes_actionlint(workflow: Path, tmp_path: Path) -> No
 
 
 EXPRESSION_TOKEN = re.compile(r"\s*(?:('[^']*')|([A-Za-z_][\w.*-]*)|(==|!=|&&|\|\||!|\(|\)|,))")
+REPOSITORY = f"owner/{SLUG}"
 
 
-def github_if(expression: str, ref_type: str, need_results: list[str]) -> bool:
+@dataclass(frozen=True)
+class Event:
+    """What starts a workflow run: the event, its ref, a pull request's head repository."""
+
+    name: str
+    ref: str
+    head_repository: str | None = None
+
+    @property
+    def ref_type(self) -> str:
+        return "tag" if self.ref.startswith("refs/tags/") else "branch"
+
+
+# Each event and the jobs it runs: the sets of the matching GitLab pipelines
+# (harness.pipeline.PIPELINES). A pull request from this repository runs nothing: the
+# push to its branch ran check and test already (GitLab: one merge request pipeline).
+GITHUB_EVENTS = {
+    "push-to-branch": (Event("push", "refs/heads/feature"), BRANCH_PIPELINE),
+    "push-to-default-branch": (Event("push", "refs/heads/main"), BRANCH_PIPELINE),
+    "pull-request-from-this-repository": (
+        Event("pull_request", "refs/pull/1/merge", REPOSITORY),
+        NO_PIPELINE,
+    ),
+    "pull-request-from-a-fork": (
+        Event("pull_request", "refs/pull/2/merge", f"someone/{SLUG}"),
+        BRANCH_PIPELINE,
+    ),
+    "release-tag": (Event("push", "refs/tags/v1.0.0"), TAG_PIPELINE),
+    "pre-release-tag": (Event("push", "refs/tags/v1.1.0-rc.1"), TAG_PIPELINE),
+    "other-tag": (Event("push", "refs/tags/release/1.0"), NO_PIPELINE),
+    "other-tag-no-version": (Event("push", "refs/tags/foo"), NO_PIPELINE),
+}
+
+
+def github_if(expression: str, event: Event, need_results: list[str]) -> bool:
     """The part of the Actions expression language the generated workflow uses."""
     expression = expression.strip()
     if expression.startswith("${{") and expression.endswith("}}"):
         expression = expression[3:-2]
     values = {
-        "github.ref_type": repr(ref_type),
+        "github.ref_type": repr(event.ref_type),
+        "github.event_name": repr(event.name),
+        "github.event.pull_request.head.repo.full_name": repr(event.head_repository),
+        "github.repository": repr(REPOSITORY),
         "needs.*.result": repr(need_results),
         "cancelled": "(lambda: False)",
         "success": f"(lambda: {all(r == 'success' for r in need_results)})",
@@ -304,10 +426,33 @@ def github_if(expression: str, ref_type: str, need_results: list[str]) -> bool:
     return bool(eval("".join(python)))
 
 
-def github_jobs_run(jobs: dict, ref_type: str) -> set[str]:
-    """Jobs that run on a push of that kind (each assumed to succeed when it runs)."""
+def filter_pattern(pattern: str) -> re.Pattern[str]:
+    """A branch or tag filter of `on:` as a regex: `**` any characters, `*` any but `/`,
+    `+` and `?` repeat the previous character, `[...]` a class; the rest is literal."""
+    special = {"**": ".*", "*": "[^/]*", "+": "+", "?": "?"}
+    tokens = re.findall(r"\*\*|\*|\[[^]]*\]|.", pattern)
+    return re.compile(
+        "".join(special.get(t) or (t if t.startswith("[") else re.escape(t)) for t in tokens)
+    )
+
+
+def triggered(on: dict, event: Event) -> bool:
+    """Whether the event starts the workflow at all (its branch or tag filters)."""
+    if event.name != "push":
+        return event.name in on
+    if event.ref_type == "tag":
+        kind, name = "tags", event.ref.removeprefix("refs/tags/")
+    else:
+        kind, name = "branches", event.ref.removeprefix("refs/heads/")
+    return any(filter_pattern(pattern).fullmatch(name) for pattern in on["push"].get(kind, []))
+
+
+def github_jobs_run(flow: dict, event: Event) -> set[str]:
+    """Jobs that run for the event (each assumed to succeed when it runs)."""
+    if not triggered(flow[True], event):  # YAML 1.1 reads the key `on` as a boolean
+        return set()
     results: dict[str, str] = {}
-    for name, job in jobs.items():  # the workflow lists jobs after the ones they need
+    for name, job in flow["jobs"].items():  # the workflow lists jobs after their needs
         needs = job.get("needs", [])
         needs = [needs] if isinstance(needs, str) else needs
         need_results = [results[need] for need in needs]
@@ -315,33 +460,60 @@ def github_jobs_run(jobs: dict, ref_type: str) -> set[str]:
         # Without a status function in `if:`, Actions adds success(): any need not met skips.
         if not re.search(r"\b(success|failure|cancelled|always)\(", condition):
             condition = f"success() && ({condition})"
-        run_it = github_if(condition, ref_type, need_results)
+        run_it = github_if(condition, event, need_results)
         results[name] = "success" if run_it else "skipped"
     return {name for name, result in results.items() if result == "success"}
+
+
+@pytest.mark.parametrize(("event", "jobs"), GITHUB_EVENTS.values(), ids=GITHUB_EVENTS.keys())
+def test_github_runs_the_jobs_gitlab_runs_for_each_event(
+    workflow: Path, event: Event, jobs: dict[str, str]
+) -> None:
+    """The `on:` filters, `if:`s and `needs:` evaluated as Actions does."""
+    assert github_jobs_run(yaml.safe_load(workflow.read_text()), event) == set(jobs)
+
+
+def test_github_release_tags_are_gitlabs(workflow: Path) -> None:
+    """The push filter's tag patterns accept exactly the tags GitLab's regex does."""
+    patterns = yaml.safe_load(workflow.read_text())[True]["push"]["tags"]
+    accepted = {tag: any(filter_pattern(p).fullmatch(tag) for p in patterns) for tag in TAGS}
+    assert accepted == TAGS
 
 
 def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path) -> None:
     flow = yaml.safe_load(workflow.read_text())
     on = flow[True]  # YAML 1.1 reads the key `on` as a boolean
     assert set(on) == {"push", "pull_request"}
-    assert on["push"]["tags"] == ["**"]
+    assert on["push"]["branches"] == ["**"]
     jobs = flow["jobs"]
     assert list(jobs) == [
         "check",
         "build",
         "test",
         "publish",
+        "release",
         "deploy-staging",
         "deploy-production",
     ]
-    # Which jobs each kind of push runs, by evaluating the `if:`s and `needs:` as Actions
-    # does: the same sets as the GitLab pipeline.
-    assert github_jobs_run(jobs, ref_type="branch") == set(BRANCH_PIPELINE)
-    assert github_jobs_run(jobs, ref_type="tag") == set(TAG_PIPELINE)
-    assert jobs["deploy-staging"]["environment"] == "staging"
-    assert jobs["deploy-production"]["environment"] == "production"
+    # Deploys: environments with an optional URL, one concurrency group each, never
+    # cancelled by a newer one.
+    for tier in ("staging", "production"):
+        deploy = jobs[f"deploy-{tier}"]
+        assert deploy["environment"] == {
+            "name": tier,
+            "url": f"${{{{ vars.{tier.upper()}_URL }}}}",
+        }
+        assert deploy["concurrency"] == {"group": f"deploy-{tier}", "cancel-in-progress": False}
     steps = [step.get("run", "") for step in jobs["deploy-production"]["steps"]]
     assert any("git merge-base --is-ancestor" in step for step in steps)
+    # Release: the same notes script, the whole history, a GitHub release for the tag.
+    release = jobs["release"]
+    assert release["permissions"] == {"contents": "write"}
+    assert release["steps"][0]["with"]["fetch-depth"] == 0
+    script = "\n".join(step.get("run", "") for step in release["steps"])
+    assert f'sh {RELEASE_NOTES} "$GITHUB_REF_NAME" > release-notes.md' in script
+    assert 'gh release create "$GITHUB_REF_NAME" --verify-tag' in script
+    assert "--notes-file release-notes.md" in script
     uses = [step["uses"] for job in jobs.values() for step in job["steps"] if "uses" in step]
     allowed = (
         "actions/checkout@",

@@ -1,8 +1,12 @@
-"""Which GitLab jobs each kind of push runs, as gitlab-ci-local itself evaluates the rules.
+"""Which GitLab pipelines are created and which jobs they run, as gitlab-ci-local evaluates
+the rules.
 
 `--list-json` on the repository of tests/conftest.py's `ci_repo` fixture (a bare origin,
-since `rules:changes` compares with origin/main); no job runs. The expected sets are the
-table under "GitLab: the contract" in docs/pipeline.md.
+since `rules:changes` compares with origin/main); no job runs. Each kind of pipeline is
+told to gitlab-ci-local through GitLab's predefined variables (harness.pipeline.PIPELINES,
+which is also the table under "GitLab: which pipeline runs which jobs" in
+docs/pipeline.md). gitlab-ci-local applies `workflow:rules` only for their variables, so
+harness.pipeline.pipeline_jobs evaluates them with a probe job carrying the same rules.
 """
 
 from __future__ import annotations
@@ -11,43 +15,36 @@ from pathlib import Path
 
 import pytest
 
+from harness import TEMPLATE_DIR
 from harness.pipeline import (
     BRANCH_PIPELINE,
-    TAG_ARGS,
-    TAG_PIPELINE,
+    PIPELINES,
+    Source,
     list_jobs,
+    pipeline_jobs,
     selected_jobs,
-    tag_args,
 )
 
-WITH_BUILDER_IMAGE = {"builder-image": "on_success", **BRANCH_PIPELINE}
+DOCS = TEMPLATE_DIR / "docs" / "pipeline.md"
 
 
-@pytest.mark.parametrize(
-    ("ref", "args", "expected"),
-    [
-        pytest.param("feature", [], BRANCH_PIPELINE, id="push-to-feature-branch"),
-        pytest.param("main", [], BRANCH_PIPELINE, id="push-to-default-branch"),
-        pytest.param("v1.0.0", TAG_ARGS, TAG_PIPELINE, id="tag"),
-        pytest.param("builder", [], WITH_BUILDER_IMAGE, id="builder-dockerfile-changed"),
-        pytest.param(
-            "main",
-            ["--variable", "BUILD_BUILDER_IMAGE=true"],
-            WITH_BUILDER_IMAGE,
-            id="builder-image-on-demand",
-        ),
-        pytest.param(
-            "v1.1.0-builder",
-            tag_args("v1.1.0-builder"),
-            TAG_PIPELINE,
-            id="tag-never-rebuilds-builder-image",
-        ),
-    ],
-)
-def test_pipeline_runs_exactly_the_jobs_of_the_contract(
-    ci_repo: Path, ref: str, args: list[str], expected: dict[str, str]
-) -> None:
-    assert selected_jobs(ci_repo, ref, *args) == expected
+@pytest.mark.parametrize("source", PIPELINES.values(), ids=PIPELINES.keys())
+def test_pipeline_runs_exactly_the_jobs_of_the_contract(ci_repo: Path, source: Source) -> None:
+    assert pipeline_jobs(ci_repo, source) == source.jobs
+
+
+def test_the_docs_table_is_the_expected_pipelines() -> None:
+    """docs/pipeline.md shows PIPELINES row for row (regenerate it from Source.row)."""
+    table = "\n".join(source.row() for source in PIPELINES.values())
+    assert table in DOCS.read_text(), f"docs/pipeline.md should have these rows:\n{table}"
+
+
+def test_gitlab_ci_local_alone_ignores_the_workflow(ci_repo: Path) -> None:
+    """Why the probe exists: without it, a push to a branch with an open merge request
+    would list check and test, where GitLab creates no branch pipeline at all."""
+    source = PIPELINES["push-to-branch-with-merge-request"]
+    assert selected_jobs(ci_repo, source.ref, *source.args()) == BRANCH_PIPELINE
+    assert pipeline_jobs(ci_repo, source) == {}
 
 
 def test_check_waits_for_a_builder_image_built_in_the_same_pipeline(ci_repo: Path) -> None:

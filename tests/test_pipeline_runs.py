@@ -25,9 +25,9 @@ from harness.pipeline import (
     build_helper_image,
     output_of,
     pipeline_for,
-    publish_override,
     sccache_stats,
     tag_args,
+    tag_pipeline_override,
 )
 from harness.processes import require
 from harness.redis import redis_server as start_redis_server
@@ -124,29 +124,51 @@ def test_check_job_fails_on_a_formatting_error(default_pipeline: Pipeline) -> No
 
 
 @pytest.mark.pipeline
-def test_tag_pipeline_builds_publishes_an_image_that_answers(
+def test_tag_pipeline_builds_publishes_an_image_that_answers_and_writes_release_notes(
     default_pipeline: Pipeline, run_container: Callable[..., Container]
 ) -> None:
+    """The release job's script for real: the notes are v1.0.0's CHANGELOG.md section."""
     repo = default_pipeline.repo
     git(repo, "checkout", "-q", "main")
+    changelog = repo / "CHANGELOG.md"
+    section = "## [1.0.0] - 2025-05-01\n\n- The first release of the service.\n\n"
+    changelog.write_text(changelog.read_text().replace("## Unreleased", section + "## Unreleased"))
+    git(repo, "commit", "-q", "-am", "changelog for 1.0.0")
+    git(repo, "push", "-q", "origin", "main")
     git(repo, "tag", "-f", "v1.0.0")
     git(repo, "checkout", "-q", "v1.0.0")
     image = f"{TEST_REGISTRY}/{SLUG}:v1.0.0"
     docker("image", "rm", "-f", image, check=False)
-    override = publish_override(repo)
+    override = tag_pipeline_override(repo)
+    origin = str(repo.parent / "origin.git")
     result = default_pipeline.run(
         "--file",
         override.name,
         *tag_args("v1.0.0"),
         "--volume",
         f"{suite_engine_socket()}:{ENGINE_IN_JOB}",
+        "--volume",
+        f"{origin}:{origin}",
     )
     output = output_of(result)
-    assert default_pipeline.result(output) == {"build": "PASS", "test": "PASS", "publish": "PASS"}
+    assert default_pipeline.result(output) == {
+        "build": "PASS",
+        "test": "PASS",
+        "publish": "PASS",
+        "release": "PASS",
+    }
     binary = repo / ".gitlab-ci-local" / "artifacts" / "build" / "target" / "release" / SLUG
     assert binary.read_bytes()[:4] == b"\x7fELF"
     container = run_container(image)
     assert container.get("/Pete") == (200, "Hello Pete!")
+    # The job prints the notes it wrote for the release keyword (job output: "release > ").
+    printed = [
+        line.split(" > ", 1)[1]
+        for line in output.splitlines()
+        if line.startswith("release ") and " > " in line
+    ]
+    assert "- The first release of the service." in printed, output[-3000:]
+    assert not any(line.startswith("Changes") for line in printed), printed
 
 
 @pytest.mark.pipeline
