@@ -137,7 +137,7 @@ def test_dev_loop_serves_the_edit_without_refusing_a_request(
         assert dev.running_containers() == []
     finally:
         if dev is not None:
-            dev.compose("down", "-v", "--remove-orphans", check=False)
+            dev.compose("down", "-v", "--remove-orphans", "--rmi", "local", check=False)
 
 
 def test_devcontainer_up_serves_pete_inside_the_dev_container(
@@ -188,7 +188,7 @@ def test_devcontainer_up_serves_pete_inside_the_dev_container(
         )  # fmt: skip
         assert (inside.returncode, inside.stdout) == (0, "Hello Pete!"), inside.stderr[-3000:]
     finally:
-        compose.compose("down", "-v", "--remove-orphans", check=False)
+        compose.compose("down", "-v", "--remove-orphans", "--rmi", "local", check=False)
         label = f"label=com.docker.compose.project={name}"
         for kind in ("container", "volume"):
             left = docker(kind, "ls", "-aq" if kind == "container" else "-q",

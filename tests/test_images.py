@@ -316,8 +316,12 @@ def test_one_line_route_change_recompiles_only_the_service_crate(
         builds.append((word, build_image(project, f"template-test/rebuild:{word.lower()}")))
     # The first build may finish a cold cache; the second is the one-line change.
     word, build = builds[-1]
-    assert compiled_crates(build.output) == [DEFAULT_SLUG], compiled_crates(build.output)
-    assert run_container(build.tag).get("/Pete") == (200, f"{word} Pete!")
+    try:
+        assert compiled_crates(build.output) == [DEFAULT_SLUG], compiled_crates(build.output)
+        assert run_container(build.tag).get("/Pete") == (200, f"{word} Pete!")
+    finally:
+        run_container.remove_all()  # its containers first, then the per-run image tags
+        docker("image", "rm", *(each.tag for _, each in builds), check=False)
 
 
 @pytest.mark.parametrize("variant", ["debian-slim", "scratch"])
