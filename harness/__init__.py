@@ -8,6 +8,7 @@ containers  images, containers and compose projects of a generated service
 pipeline    the generated CI files, and the GitLab pipeline run by gitlab-ci-local
 redis       a throwaway redis-server (the sccache redis backend's shared cache)
 service     the generated service (or another server) as a process on this machine
+kubernetes  kubectl, kustomize and API schemas for the generated manifests (no cluster)
 """
 
 from __future__ import annotations
