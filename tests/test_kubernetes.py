@@ -355,8 +355,9 @@ def probe_port(overlay: dict[str, dict]) -> int:
 
 @pytest.fixture(scope="module")
 def default_port_overlay(rendered: Render) -> dict[str, dict]:
-    """Production's documents for the default answers: the port the built images serve."""
-    return by_kind(kustomize(rendered(**KUBERNETES) / "deploy/overlays/production"))
+    """Staging's documents for the default answers (the port the built images serve); its
+    CPU limit of 1 is below this machine's cores, so the worker count shows the limit."""
+    return by_kind(kustomize(rendered(**KUBERNETES) / "deploy/overlays/staging"))
 
 
 @pytest.fixture
