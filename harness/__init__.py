@@ -5,10 +5,10 @@ processes   commands, prerequisites, loopback HTTP, waiting for something to hap
 engine      the suite's own Docker engine and the docker CLI
 standins    stand-in base images built in that engine (also a command)
 containers  images, containers and compose projects of a generated service
+kubernetes  kubectl, kustomize and API schemas for the generated manifests (no cluster)
 pipeline    the generated CI files, and the GitLab pipeline run by gitlab-ci-local
 redis       a throwaway redis-server (the sccache redis backend's shared cache)
 service     the generated service (or another server) as a process on this machine
-kubernetes  kubectl, kustomize and API schemas for the generated manifests (no cluster)
 """
 
 from __future__ import annotations
