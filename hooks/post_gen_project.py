@@ -41,8 +41,12 @@ STOP_TIMEOUT_S = 15
 # Tests on machines whose Docker engine has no bridge network set this to "host".
 DOCKER_NETWORK = os.environ.get("TEMPLATE_VERIFY_DOCKER_NETWORK", "")
 # Folders that hold only optional files. cookiecutter creates them even when every
-# file inside is switched off; copier skips them (`_exclude` in copier.yml).
-OPTIONAL_DIRECTORIES = (".github/workflows", ".github", "ci")
+# file inside is switched off; copier skips them (`_exclude` in copier.yml). Each folder
+# comes before its parent: they are removed in this order, each only once empty.
+OPTIONAL_DIRECTORIES = tuple(
+    ".github/workflows .github ci deploy/base deploy/overlays/staging deploy/overlays/production"
+    " deploy/overlays deploy".split()
+)
 # What a failed step's log says, and the cause to name for it (first match wins).
 LIKELY_CAUSES = (
     (

@@ -116,7 +116,10 @@ def errors(answers: dict[str, str]) -> list[str]:
 
 
 # Folders that hold only optional files (OPTIONAL_DIRECTORIES in hooks/post_gen_project.py).
-OPTIONAL_DIRECTORIES = (".github/workflows", ".github", "ci")
+OPTIONAL_DIRECTORIES = tuple(
+    ".github/workflows .github ci deploy/base deploy/overlays/staging deploy/overlays/production"
+    " deploy/overlays deploy".split()
+)
 
 
 def record_optional_directories_present(project: Path) -> None:

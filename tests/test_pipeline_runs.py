@@ -7,22 +7,28 @@ builder image built from the generated ci/builder.Dockerfile and a helper image
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
-from harness.containers import Container
+from harness.containers import Container, ensure_base_images
 from harness.engine import docker, suite_engine_socket
 from harness.git import git
+from harness.kubernetes import closed_port_kubeconfig
 from harness.pipeline import (
     ENGINE_IN_JOB,
+    GITLAB_CI,
     SLUG,
     TEST_REGISTRY,
     Pipeline,
     build_builder_image,
     build_helper_image,
+    load_ci,
+    make_ci_repo,
     output_of,
     pipeline_for,
     sccache_stats,
@@ -237,3 +243,71 @@ def test_redis_backend_shares_the_cache_with_a_second_fresh_runner(
     assert int(stats["first"]["Cache misses"]) > 0, stats["first"]
     assert int(stats["second"]["Cache hits"]) > 0, stats["second"]
     assert int(stats["second"]["Cache misses"]) == 0, stats["second"]
+
+
+# ------------------------------------------------------------------ deploy_target=kubernetes
+@pytest.fixture(scope="module")
+def kubectl_image(pipeline_engine: str, rendered: Render) -> str:
+    """The deploy jobs' image (a stand-in where it cannot be pulled: harness/standins.py)."""
+    variables = load_ci(rendered(deploy_target="kubernetes") / GITLAB_CI)["variables"]
+    image = f"alpine/k8s:{variables['KUBECTL_VERSION']}"
+    ensure_base_images([image])
+    return image
+
+
+def job_output(output: str, job: str) -> str:
+    return "\n".join(line for line in output.splitlines() if line.startswith(f"{job} "))
+
+
+@pytest.mark.pipeline
+def test_kubernetes_deploy_jobs_render_the_release_and_stop_where_no_cluster_answers(
+    kubectl_image: str, helper_image: str, rendered: Render, tmp_path: Path
+) -> None:
+    """Both deploy jobs as generated, in their image, with the GitLab agent's kind of
+    KUBECONFIG (a file variable, no current context) whose cluster is a closed loopback
+    port, and KUBE_CONTEXT scoped per environment: everything before the cluster call runs
+    for real, then the job fails on the refused connection."""
+    # The deploy jobs run in the kubectl image, not the builder.
+    pipeline = Pipeline(
+        make_ci_repo(rendered(deploy_target="kubernetes"), tmp_path), "", helper_image
+    )
+    repo, tag = pipeline.repo, "v1.0.0"
+    git(repo, "tag", tag)
+    git(repo, "checkout", "-q", tag)
+    contexts = {
+        environment: f"group/agents:{environment}" for environment in ("staging", "production")
+    }
+    kubeconfig = closed_port_kubeconfig(tmp_path / "kubeconfig", list(contexts.values()))
+    variables = tmp_path / "variables.yml"
+    variables.write_text(
+        yaml.safe_dump(
+            {
+                "KUBECONFIG": {"type": "file", "values": {"*": kubeconfig.read_text()}},
+                "KUBE_CONTEXT": {"values": contexts},
+            }
+        )
+    )
+    origin = str(repo.parent / "origin.git")
+    jobs = ["deploy-staging", "deploy-production"]
+    result = pipeline.run(
+        *jobs,
+        *(option for job in jobs for option in ("--manual", job)),
+        *tag_args(tag),
+        # gitlab-ci-local reads it relative to the repository.
+        "--variables-file",
+        os.path.relpath(variables, repo),
+        "--volume",
+        f"{origin}:{origin}",
+        check=False,
+    )
+    output = output_of(result)
+    assert pipeline.result(output) == dict.fromkeys(jobs, "FAIL"), output[-3000:]
+    for job, (environment, context) in zip(jobs, contexts.items(), strict=True):
+        log = job_output(output, job)
+        assert f'Switched to context "{context}".' in log, log
+        assert f"rendering deploy/overlays/{environment} with the image" in log, log
+        assert f"image: {TEST_REGISTRY}/{SLUG}:{tag}" in log, log
+        assert f"applying to namespace {SLUG}-{environment}, context {context}" in log, log
+        assert "connection refused" in log, log
+        assert "kubectl apply failed: nothing was rolled out" in log, log
+        assert "waiting up to" not in log

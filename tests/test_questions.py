@@ -14,7 +14,16 @@ import pytest
 import yaml
 
 from harness import TEMPLATE_DIR
-from harness.render import cookiecutter_cli, copier_cli, load_hook, questions
+from harness.render import (
+    choices,
+    cookiecutter_cli,
+    copier_cli,
+    default_answers,
+    load_hook,
+    questions,
+    render_cookiecutter,
+    render_copier,
+)
 
 COPIER = yaml.safe_load((TEMPLATE_DIR / "copier.yml").read_text())
 COPIER_QUESTIONS = {
@@ -219,4 +228,22 @@ def test_cookiecutter_reports_every_bad_answer_at_once(tmp_path: Path) -> None:
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
     assert f"ERROR: {expected_error('slug', 'Bad_Slug')}" in errors
     assert f"ERROR: {expected_error('port', '80')}" in errors
+    assert files_under(output) == []
+
+
+@pytest.mark.parametrize("engine", ["cookiecutter", "copier"])
+@pytest.mark.parametrize("question", list(choices()))
+def test_an_answer_outside_the_choices_is_rejected_and_nothing_written(
+    tmp_path: Path, question: str, engine: str
+) -> None:
+    """Both engines refuse it themselves (cookiecutter's choice list, copier's `choices`),
+    naming the question and the value, before they write anything."""
+    answers = default_answers(**{question: "not-a-choice"})
+    output = tmp_path / "out"
+    with pytest.raises(ValueError) as refusal:
+        if engine == "cookiecutter":
+            render_cookiecutter(output, **answers)
+        else:
+            render_copier(output / "service", **answers)
+    assert question in str(refusal.value) and "not-a-choice" in str(refusal.value)
     assert files_under(output) == []

@@ -54,8 +54,9 @@ PARITY_SETS = [
             "dev_watcher": "cargo-watch",
             "ci_provider": "both",
             "sccache_backend": "redis",
+            "deploy_target": "kubernetes",
         },
-        id="trixie-distroless-both-redis",
+        id="trixie-distroless-both-redis-kubernetes",
     ),
     pytest.param(
         {
@@ -76,8 +77,9 @@ PARITY_SETS = [
             "ci_provider": "none",
             "sccache_backend": "gcs",
             "port": "65535",
+            "deploy_target": "kubernetes",
         },
-        id="no-ci-gcs",
+        id="no-ci-gcs-kubernetes",
     ),
 ]
 
@@ -108,6 +110,14 @@ def structured_files(answers: dict[str, str]) -> set[str]:
         files.add(".gitlab-ci.yml")
     if answers["ci_provider"] in ("github", "both"):
         files.add(".github/workflows/ci.yml")
+    if answers["deploy_target"] == "kubernetes":
+        files |= {
+            f"deploy/base/{name}.yaml"
+            for name in ("kustomization", "deployment", "service", "serviceaccount", "hpa", "pdb")
+        }
+        files |= {
+            f"deploy/overlays/{name}/kustomization.yaml" for name in ("staging", "production")
+        }
     return files
 
 

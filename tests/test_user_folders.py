@@ -43,7 +43,7 @@ def users_things(folder: Path) -> None:
     (folder / "scripts").mkdir()
     (folder / "scripts/deploy.sh").write_text("#!/bin/sh\necho deploy\n")
     (folder / "scripts/deploy.sh").chmod(0o755)
-    for empty in ("drafts", "ci", ".github/workflows", "docs/empty"):
+    for empty in ("drafts", "ci", ".github/workflows", "deploy/overlays/staging", "docs/empty"):
         (folder / empty).mkdir(parents=True)
 
 
@@ -80,12 +80,23 @@ def test_copier_into_a_git_initialised_folder_leaves_git_alone(tmp_path: Path) -
     assert git(tmp_path / "svc", "status", "--porcelain").stdout.strip()
 
 
-@pytest.mark.parametrize("ci_provider", ["none", "gitlab", "github"])
-def test_copier_keeps_the_users_files_and_empty_folders(tmp_path: Path, ci_provider: str) -> None:
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {"ci_provider": "none"},
+        {"ci_provider": "gitlab"},
+        {"ci_provider": "github"},
+        {"ci_provider": "gitlab", "deploy_target": "kubernetes"},
+    ],
+    ids=["none", "gitlab", "github", "gitlab-kubernetes"],
+)
+def test_copier_keeps_the_users_files_and_empty_folders(
+    tmp_path: Path, answers: dict[str, str]
+) -> None:
     users_things(tmp_path / "svc")
     before = snapshot(tmp_path / "svc")
 
-    result = copier_cli(tmp_path / "svc", default_answers(ci_provider=ci_provider))
+    result = copier_cli(tmp_path / "svc", default_answers(**answers))
     assert result.returncode == 0, result.stdout + result.stderr
 
     after = snapshot(tmp_path / "svc")
@@ -107,6 +118,7 @@ def test_cookiecutter_leaves_the_rest_of_the_output_folder_alone(tmp_path: Path)
     assert without(snapshot(out), "hello-service") == before
     assert not (out / "hello-service/ci").exists()
     assert not (out / "hello-service/.github").exists()
+    assert not (out / "hello-service/deploy").exists()
 
 
 def test_cookiecutter_overwriting_keeps_the_users_empty_optional_folders(tmp_path: Path) -> None:
