@@ -178,6 +178,13 @@ def test_gitlab_ci_follows_the_pipeline_contract(rendered: Render, ci_repo: Path
             (c["key"], c["paths"]) for c in caching["cache"]
         ], name
         assert job["script"][-1] == "sccache --show-stats", name
+    # Check: rustfmt, then clippy on every target, which runs `cargo check`'s analysis
+    # itself (benchmarks/pipeline.py check-cost measures the saving).
+    assert jobs["check"]["script"] == [
+        "cargo fmt --all -- --check",
+        "cargo clippy --locked --all-targets -- -D warnings",
+        "sccache --show-stats",
+    ]
     assert caching["variables"]["RUSTC_WRAPPER"] == "sccache"
     assert caching["variables"]["CARGO_INCREMENTAL"] == "0"
     homes, targets = caching["cache"]
@@ -520,6 +527,11 @@ def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path) -> None:
             "url": f"${{{{ vars.{tier.upper()}_URL }}}}",
         }
         assert deploy["concurrency"] == {"group": f"deploy-{tier}", "cancel-in-progress": False}
+    # Check: the GitLab job's commands, no separate `cargo check`.
+    assert [step["run"] for step in jobs["check"]["steps"] if "run" in step][1:] == [
+        "cargo fmt --all -- --check",
+        "cargo clippy --locked --all-targets -- -D warnings",
+    ]
     steps = [step.get("run", "") for step in jobs["deploy-production"]["steps"]]
     assert any("git merge-base --is-ancestor" in step for step in steps)
     # Release: the same notes script, the whole history, a GitHub release for the tag.
