@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ from harness.pipeline import (
     CARGO_JOBS,
     GITHUB_WORKFLOW,
     GITLAB_CI,
+    JUNIT_REPORT,
+    NEXTEST_CONFIG,
     NO_PIPELINE,
     RELEASE_NOTES,
     SLUG,
@@ -185,6 +188,20 @@ def test_gitlab_ci_follows_the_pipeline_contract(rendered: Render, ci_repo: Path
         "cargo clippy --locked --all-targets -- -D warnings",
         "sccache --show-stats",
     ]
+    # Test: nextest with the JUnit report of .config/nextest.toml's ci profile, kept also
+    # when tests fail; doc tests by cargo test (nextest does not run them).
+    test = jobs["test"]
+    assert test["script"] == [
+        "cargo nextest run --locked --profile ci",
+        "cargo test --locked --doc",
+        "sccache --show-stats",
+    ]
+    assert test["artifacts"]["when"] == "always"
+    assert test["artifacts"]["reports"] == {"junit": JUNIT_REPORT}
+    assert test["artifacts"]["paths"] == [JUNIT_REPORT]
+    nextest = tomllib.loads((rendered() / NEXTEST_CONFIG).read_text())
+    assert nextest["profile"]["ci"]["junit"]["path"] == Path(JUNIT_REPORT).name
+    assert Path(JUNIT_REPORT).parent == Path("target/nextest/ci")
     assert caching["variables"]["RUSTC_WRAPPER"] == "sccache"
     assert caching["variables"]["CARGO_INCREMENTAL"] == "0"
     homes, targets = caching["cache"]
@@ -328,9 +345,15 @@ def test_builder_dockerfile_pins_versions_and_passes_hadolint(rendered: Render) 
     project = rendered()
     dockerfile = (project / BUILDER_DOCKERFILE).read_text()
     ci_vars = load_ci(project / GITLAB_CI)["variables"]
-    for name in ("RUST_VERSION", "DEBIAN_RELEASE", "SCCACHE_VERSION"):
+    for name in ("RUST_VERSION", "DEBIAN_RELEASE", "SCCACHE_VERSION", "NEXTEST_VERSION"):
         assert f"ARG {name}={ci_vars[name]}\n" in dockerfile, name
+        # The image's tag names every pinned version, and the builder-image job passes it.
+        assert f"${name}" in ci_vars["BUILDER_IMAGE"], name
     assert "rustup component add rustfmt clippy" in dockerfile
+    assert '--locked --root /usr/local \\\n        "cargo-nextest@${NEXTEST_VERSION}"' in dockerfile
+    builder_job = " ".join(load_ci(project / GITLAB_CI)["builder-image"]["script"])
+    for name in ("SCCACHE_VERSION", "NEXTEST_VERSION"):
+        assert f"--build-arg {name}" in builder_job, name
     run([tool, "--failure-threshold", "warning", str(project / BUILDER_DOCKERFILE)])
 
 
@@ -503,7 +526,7 @@ def test_github_release_tags_are_gitlabs(workflow: Path) -> None:
     assert accepted == TAGS
 
 
-def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path) -> None:
+def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path, rendered: Render) -> None:
     flow = yaml.safe_load(workflow.read_text())
     on = flow[True]  # YAML 1.1 reads the key `on` as a boolean
     assert set(on) == {"push", "pull_request"}
@@ -532,6 +555,17 @@ def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path) -> None:
         "cargo fmt --all -- --check",
         "cargo clippy --locked --all-targets -- -D warnings",
     ]
+    # Test: GitLab's commands and nextest pin, the JUnit report uploaded even on failure.
+    test = jobs["test"]["steps"]
+    runs = [step["run"] for step in test if "run" in step]
+    assert "https://get.nexte.st/$NEXTEST_VERSION/linux" in runs[1]
+    assert runs[2:] == ["cargo nextest run --locked --profile ci", "cargo test --locked --doc"]
+    gitlab_vars = load_ci(rendered() / GITLAB_CI)["variables"]
+    assert flow["env"]["NEXTEST_VERSION"] == gitlab_vars["NEXTEST_VERSION"]
+    upload = test[-1]
+    assert upload["uses"].startswith("actions/upload-artifact@")
+    assert upload["if"] == "always()"
+    assert upload["with"]["path"] == JUNIT_REPORT
     steps = [step.get("run", "") for step in jobs["deploy-production"]["steps"]]
     assert any("git merge-base --is-ancestor" in step for step in steps)
     # Release: the same notes script, the whole history, a GitHub release for the tag.

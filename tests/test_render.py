@@ -105,6 +105,7 @@ def structured_files(answers: dict[str, str]) -> set[str]:
         "compose.yaml",
         ".devcontainer/devcontainer.json",
         "monitoring/prometheus.yml",
+        ".config/nextest.toml",
     }
     if answers["ci_provider"] in ("gitlab", "both"):
         files.add(".gitlab-ci.yml")
