@@ -34,6 +34,7 @@ RELEASE_NOTES = "ci/release-notes.sh"
 # The test jobs' JUnit report: the path .config/nextest.toml's ci profile gives it.
 NEXTEST_CONFIG = ".config/nextest.toml"
 JUNIT_REPORT = "target/nextest/ci/junit.xml"
+RENOVATE = "renovate.json"
 STAGES = ["check", "build", "test", "publish", "release", "deploy"]
 CARGO_JOBS = ["check", "build", "test"]
 SLUG = DEFAULT_SLUG

@@ -10,6 +10,7 @@ the real runs.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import tomllib
@@ -30,6 +31,7 @@ from harness.pipeline import (
     NEXTEST_CONFIG,
     NO_PIPELINE,
     RELEASE_NOTES,
+    RENOVATE,
     SLUG,
     STAGES,
     TAG_PIPELINE,
@@ -355,6 +357,76 @@ def test_builder_dockerfile_pins_versions_and_passes_hadolint(rendered: Render) 
     for name in ("SCCACHE_VERSION", "NEXTEST_VERSION"):
         assert f"--build-arg {name}" in builder_job, name
     run([tool, "--failure-threshold", "warning", str(project / BUILDER_DOCKERFILE)])
+
+
+# ------------------------------------------------------------------ Renovate
+
+# The tool each of renovate.json's regex managers updates, and the `*_VERSION` variable
+# that pins it (RUST_VERSION and DEBIAN_RELEASE are template answers: copier update).
+RENOVATE_TOOLS = {
+    "sccache": "SCCACHE_VERSION",
+    "cargo-nextest": "NEXTEST_VERSION",
+    "docker": "DOCKER_VERSION",
+    "gitlab-org/cli": "GLAB_VERSION",
+    "kubernetes/kubernetes": "KUBECTL_VERSION",
+}
+
+
+def test_renovate_config_is_valid_and_finds_every_pinned_tool(rendered: Render) -> None:
+    """renovate.json against Renovate's schema; its regex managers find every tool pin of
+    the CI files and the builder Dockerfile, with the pinned value, and nothing else. The
+    patterns are JavaScript regexes; apart from named groups Python reads them the same."""
+    project = rendered(ci_provider="both", deploy_target="kubernetes")
+    run(
+        [
+            require("check-jsonschema"),
+            "--builtin-schema",
+            "vendor.renovate",
+            str(project / RENOVATE),
+        ]
+    )
+    config = json.loads((project / RENOVATE).read_text())
+    files = {
+        str(path.relative_to(project)): path.read_text()
+        for path in project.rglob("*")
+        if path.is_file() and ".git" not in path.parts
+    }
+    found: dict[str, set[tuple[str, str]]] = {}
+    for manager in config["customManagers"]:
+        patterns = [re.compile(pattern.strip("/")) for pattern in manager["managerFilePatterns"]]
+        for name, text in files.items():
+            if not any(pattern.search(name) for pattern in patterns):
+                continue
+            for string in manager["matchStrings"]:
+                for match in re.finditer(string.replace("(?<", "(?P<"), text):
+                    found.setdefault(manager["depNameTemplate"], set()).add(
+                        (name, match.group("currentValue"))
+                    )
+    gitlab = load_ci(project / GITLAB_CI)["variables"]
+    github = yaml.safe_load(files[GITHUB_WORKFLOW])["env"]
+    expected: dict[str, set[tuple[str, str]]] = {}
+    for tool, variable in RENOVATE_TOOLS.items():
+        pins = {GITLAB_CI: gitlab, GITHUB_WORKFLOW: github}
+        expected[tool] = {
+            (name, pinned[variable]) for name, pinned in pins.items() if variable in pinned
+        }
+        arg = re.search(rf"^ARG {variable}=(\S+)$", files[BUILDER_DOCKERFILE], re.MULTILINE)
+        if arg:
+            expected[tool].add((BUILDER_DOCKERFILE, arg.group(1)))
+    assert found == expected
+    # Every tool pin of the GitLab file has its manager.
+    assert {name for name in gitlab if name.endswith("_VERSION")} - {"RUST_VERSION"} == set(
+        RENOVATE_TOOLS.values()
+    )
+    # The template-owned group names files the project has.
+    owned = next(rule for rule in config["packageRules"] if "matchFileNames" in rule)
+    assert owned["groupName"] == "template-owned pins"
+    assert owned["dependencyDashboardApproval"] is True
+    for name in owned["matchFileNames"]:
+        folder = name.removesuffix("**")
+        assert name in files or any(file.startswith(folder) for file in files if folder != name), (
+            name
+        )
 
 
 # ------------------------------------------------------------------ GitHub

@@ -106,6 +106,7 @@ def structured_files(answers: dict[str, str]) -> set[str]:
         ".devcontainer/devcontainer.json",
         "monitoring/prometheus.yml",
         ".config/nextest.toml",
+        "renovate.json",
     }
     if answers["ci_provider"] in ("gitlab", "both"):
         files.add(".gitlab-ci.yml")
