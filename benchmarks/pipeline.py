@@ -4,6 +4,7 @@
     .venv/bin/python -m benchmarks.pipeline caching          cold, then warm branch pipeline
     .venv/bin/python -m benchmarks.pipeline caching --no-target-cache   with sccache alone
     .venv/bin/python -m benchmarks.pipeline redis            two fresh runners sharing Redis
+    .venv/bin/python -m benchmarks.pipeline check-cost       the check job's cargo commands
 
 Each run generates the default project, builds the images the pipeline tier uses (the
 engine's layer cache makes that instant after the first time) and runs the pipeline
@@ -11,11 +12,16 @@ with gitlab-ci-local's docker executor (host networking only). "Cold" starts fro
 empty GitLab cache, cargo home and target dir; "warm" is the same pipeline again, with
 what the first run left in GitLab's cache. Prints times, their ratio, and the warm
 run's `sccache --show-stats`.
+
+check-cost needs no images: it times the check job's analysis on the host's cargo, with
+and without a `cargo check --all-targets` before clippy, each from a fresh target dir
+(no sccache), after `cargo fetch` so that downloads are not counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -37,6 +43,7 @@ from harness.pipeline import (
     pipeline_for,
     sccache_stats,
 )
+from harness.processes import require, run
 from harness.redis import redis_server
 from harness.render import default_answers, render_cookiecutter
 
@@ -108,9 +115,37 @@ def redis(work: Path, builder: str, helper: str) -> None:
             print_stats(runner, output, ["check"])
 
 
+# The check job's analysis before and after clippy alone replaced `cargo check` + clippy
+# in the generated .gitlab-ci.yml (and .github/workflows/ci.yml).
+CHECK_COMMANDS = {
+    "check + clippy": [
+        ["check", "--locked", "--all-targets"],
+        ["clippy", "--locked", "--all-targets", "--", "-D", "warnings"],
+    ],
+    "clippy alone": [["clippy", "--locked", "--all-targets", "--", "-D", "warnings"]],
+}
+
+
+def check_cost(work: Path) -> None:
+    cargo = require("cargo")
+    project = render_cookiecutter(work / "render", **default_answers())
+    env = {key: value for key, value in os.environ.items() if key != "RUSTC_WRAPPER"}
+    run([cargo, "fetch", "--locked"], cwd=project, env=env)
+    times = {}
+    for label, commands in CHECK_COMMANDS.items():
+        target = work / f"target-{len(times)}"
+        started = time.monotonic()
+        for args in commands:
+            run([cargo, *args], cwd=project, env={**env, "CARGO_TARGET_DIR": str(target)})
+        times[label] = time.monotonic() - started
+        print(f"  {label}: {times[label]:.0f} s (fresh target dir)")
+    before, after = times.values()
+    print(f"  saving: {before - after:.0f} s ({(before - after) / before:.0%})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["caching", "redis"])
+    parser.add_argument("what", choices=["caching", "redis", "check-cost"])
     parser.add_argument(
         "--no-target-cache",
         action="store_true",
@@ -119,6 +154,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
         work = Path(tmp)
+        if args.what == "check-cost":
+            check_cost(work)
+            return
         ensure_engine_and_base_images()
         started = time.monotonic()
         builder = build_builder_image(work / "builder")

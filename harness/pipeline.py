@@ -31,6 +31,10 @@ GITLAB_CI = ".gitlab-ci.yml"
 GITHUB_WORKFLOW = ".github/workflows/ci.yml"
 BUILDER_DOCKERFILE = "ci/builder.Dockerfile"
 RELEASE_NOTES = "ci/release-notes.sh"
+# The test jobs' JUnit report: the path .config/nextest.toml's ci profile gives it.
+NEXTEST_CONFIG = ".config/nextest.toml"
+JUNIT_REPORT = "target/nextest/ci/junit.xml"
+RENOVATE = "renovate.json"
 STAGES = ["check", "build", "test", "publish", "release", "deploy"]
 CARGO_JOBS = ["check", "build", "test"]
 SLUG = DEFAULT_SLUG
@@ -449,6 +453,7 @@ def build_builder_image(workdir: Path) -> str:
         .replace("$RUST_VERSION", variables["RUST_VERSION"])
         .replace("$DEBIAN_RELEASE", variables["DEBIAN_RELEASE"])
         .replace("$SCCACHE_VERSION", variables["SCCACHE_VERSION"])
+        .replace("$NEXTEST_VERSION", variables["NEXTEST_VERSION"])
     )
     docker_build(
         project / "ci",

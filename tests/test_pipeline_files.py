@@ -10,8 +10,10 @@ the real runs.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +27,11 @@ from harness.pipeline import (
     CARGO_JOBS,
     GITHUB_WORKFLOW,
     GITLAB_CI,
+    JUNIT_REPORT,
+    NEXTEST_CONFIG,
     NO_PIPELINE,
     RELEASE_NOTES,
+    RENOVATE,
     SLUG,
     STAGES,
     TAG_PIPELINE,
@@ -178,6 +183,27 @@ def test_gitlab_ci_follows_the_pipeline_contract(rendered: Render, ci_repo: Path
             (c["key"], c["paths"]) for c in caching["cache"]
         ], name
         assert job["script"][-1] == "sccache --show-stats", name
+    # Check: rustfmt, then clippy on every target, which runs `cargo check`'s analysis
+    # itself (benchmarks/pipeline.py check-cost measures the saving).
+    assert jobs["check"]["script"] == [
+        "cargo fmt --all -- --check",
+        "cargo clippy --locked --all-targets -- -D warnings",
+        "sccache --show-stats",
+    ]
+    # Test: nextest with the JUnit report of .config/nextest.toml's ci profile, kept also
+    # when tests fail; doc tests by cargo test (nextest does not run them).
+    test = jobs["test"]
+    assert test["script"] == [
+        "cargo nextest run --locked --profile ci",
+        "cargo test --locked --doc",
+        "sccache --show-stats",
+    ]
+    assert test["artifacts"]["when"] == "always"
+    assert test["artifacts"]["reports"] == {"junit": JUNIT_REPORT}
+    assert test["artifacts"]["paths"] == [JUNIT_REPORT]
+    nextest = tomllib.loads((rendered() / NEXTEST_CONFIG).read_text())
+    assert nextest["profile"]["ci"]["junit"]["path"] == Path(JUNIT_REPORT).name
+    assert Path(JUNIT_REPORT).parent == Path("target/nextest/ci")
     assert caching["variables"]["RUSTC_WRAPPER"] == "sccache"
     assert caching["variables"]["CARGO_INCREMENTAL"] == "0"
     homes, targets = caching["cache"]
@@ -321,10 +347,86 @@ def test_builder_dockerfile_pins_versions_and_passes_hadolint(rendered: Render) 
     project = rendered()
     dockerfile = (project / BUILDER_DOCKERFILE).read_text()
     ci_vars = load_ci(project / GITLAB_CI)["variables"]
-    for name in ("RUST_VERSION", "DEBIAN_RELEASE", "SCCACHE_VERSION"):
+    for name in ("RUST_VERSION", "DEBIAN_RELEASE", "SCCACHE_VERSION", "NEXTEST_VERSION"):
         assert f"ARG {name}={ci_vars[name]}\n" in dockerfile, name
+        # The image's tag names every pinned version, and the builder-image job passes it.
+        assert f"${name}" in ci_vars["BUILDER_IMAGE"], name
     assert "rustup component add rustfmt clippy" in dockerfile
+    assert '--locked --root /usr/local \\\n        "cargo-nextest@${NEXTEST_VERSION}"' in dockerfile
+    builder_job = " ".join(load_ci(project / GITLAB_CI)["builder-image"]["script"])
+    for name in ("SCCACHE_VERSION", "NEXTEST_VERSION"):
+        assert f"--build-arg {name}" in builder_job, name
     run([tool, "--failure-threshold", "warning", str(project / BUILDER_DOCKERFILE)])
+
+
+# ------------------------------------------------------------------ Renovate
+
+# The tool each of renovate.json's regex managers updates, and the `*_VERSION` variable
+# that pins it (RUST_VERSION and DEBIAN_RELEASE are template answers: copier update).
+RENOVATE_TOOLS = {
+    "sccache": "SCCACHE_VERSION",
+    "cargo-nextest": "NEXTEST_VERSION",
+    "docker": "DOCKER_VERSION",
+    "gitlab-org/cli": "GLAB_VERSION",
+    "kubernetes/kubernetes": "KUBECTL_VERSION",
+}
+
+
+def test_renovate_config_is_valid_and_finds_every_pinned_tool(rendered: Render) -> None:
+    """renovate.json against Renovate's schema; its regex managers find every tool pin of
+    the CI files and the builder Dockerfile, with the pinned value, and nothing else. The
+    patterns are JavaScript regexes; apart from named groups Python reads them the same."""
+    project = rendered(ci_provider="both", deploy_target="kubernetes")
+    run(
+        [
+            require("check-jsonschema"),
+            "--builtin-schema",
+            "vendor.renovate",
+            str(project / RENOVATE),
+        ]
+    )
+    config = json.loads((project / RENOVATE).read_text())
+    files = {
+        str(path.relative_to(project)): path.read_text()
+        for path in project.rglob("*")
+        if path.is_file() and ".git" not in path.parts
+    }
+    found: dict[str, set[tuple[str, str]]] = {}
+    for manager in config["customManagers"]:
+        patterns = [re.compile(pattern.strip("/")) for pattern in manager["managerFilePatterns"]]
+        for name, text in files.items():
+            if not any(pattern.search(name) for pattern in patterns):
+                continue
+            for string in manager["matchStrings"]:
+                for match in re.finditer(string.replace("(?<", "(?P<"), text):
+                    found.setdefault(manager["depNameTemplate"], set()).add(
+                        (name, match.group("currentValue"))
+                    )
+    gitlab = load_ci(project / GITLAB_CI)["variables"]
+    github = yaml.safe_load(files[GITHUB_WORKFLOW])["env"]
+    expected: dict[str, set[tuple[str, str]]] = {}
+    for tool, variable in RENOVATE_TOOLS.items():
+        pins = {GITLAB_CI: gitlab, GITHUB_WORKFLOW: github}
+        expected[tool] = {
+            (name, pinned[variable]) for name, pinned in pins.items() if variable in pinned
+        }
+        arg = re.search(rf"^ARG {variable}=(\S+)$", files[BUILDER_DOCKERFILE], re.MULTILINE)
+        if arg:
+            expected[tool].add((BUILDER_DOCKERFILE, arg.group(1)))
+    assert found == expected
+    # Every tool pin of the GitLab file has its manager.
+    assert {name for name in gitlab if name.endswith("_VERSION")} - {"RUST_VERSION"} == set(
+        RENOVATE_TOOLS.values()
+    )
+    # The template-owned group names files the project has.
+    owned = next(rule for rule in config["packageRules"] if "matchFileNames" in rule)
+    assert owned["groupName"] == "template-owned pins"
+    assert owned["dependencyDashboardApproval"] is True
+    for name in owned["matchFileNames"]:
+        folder = name.removesuffix("**")
+        assert name in files or any(file.startswith(folder) for file in files if folder != name), (
+            name
+        )
 
 
 # ------------------------------------------------------------------ GitHub
@@ -496,7 +598,7 @@ def test_github_release_tags_are_gitlabs(workflow: Path) -> None:
     assert accepted == TAGS
 
 
-def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path) -> None:
+def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path, rendered: Render) -> None:
     flow = yaml.safe_load(workflow.read_text())
     on = flow[True]  # YAML 1.1 reads the key `on` as a boolean
     assert set(on) == {"push", "pull_request"}
@@ -520,6 +622,22 @@ def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path) -> None:
             "url": f"${{{{ vars.{tier.upper()}_URL }}}}",
         }
         assert deploy["concurrency"] == {"group": f"deploy-{tier}", "cancel-in-progress": False}
+    # Check: the GitLab job's commands, no separate `cargo check`.
+    assert [step["run"] for step in jobs["check"]["steps"] if "run" in step][1:] == [
+        "cargo fmt --all -- --check",
+        "cargo clippy --locked --all-targets -- -D warnings",
+    ]
+    # Test: GitLab's commands and nextest pin, the JUnit report uploaded even on failure.
+    test = jobs["test"]["steps"]
+    runs = [step["run"] for step in test if "run" in step]
+    assert "https://get.nexte.st/$NEXTEST_VERSION/linux" in runs[1]
+    assert runs[2:] == ["cargo nextest run --locked --profile ci", "cargo test --locked --doc"]
+    gitlab_vars = load_ci(rendered() / GITLAB_CI)["variables"]
+    assert flow["env"]["NEXTEST_VERSION"] == gitlab_vars["NEXTEST_VERSION"]
+    upload = test[-1]
+    assert upload["uses"].startswith("actions/upload-artifact@")
+    assert upload["if"] == "always()"
+    assert upload["with"]["path"] == JUNIT_REPORT
     steps = [step.get("run", "") for step in jobs["deploy-production"]["steps"]]
     assert any("git merge-base --is-ancestor" in step for step in steps)
     # Release: the same notes script, the whole history, a GitHub release for the tag.

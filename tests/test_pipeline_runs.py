@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -22,6 +23,7 @@ from harness.kubernetes import closed_port_kubeconfig
 from harness.pipeline import (
     ENGINE_IN_JOB,
     GITLAB_CI,
+    JUNIT_REPORT,
     SLUG,
     TEST_REGISTRY,
     Pipeline,
@@ -40,6 +42,15 @@ from harness.redis import redis_server as start_redis_server
 
 # The container tier's engine, base images and container fixtures.
 Render = Callable[..., Path]  # the `rendered` fixture (tests/conftest.py)
+
+
+# Appended to the generated tests/api.rs to make the test job fail.
+FAILING_TEST = """
+#[test]
+fn deliberately_failing() {
+    assert_eq!(1 + 1, 3, "deliberately failing");
+}
+"""
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +122,34 @@ def test_branch_pipeline_runs_check_and_test_and_the_warm_run_hits_the_cache(
         f"\nbranch pipeline: cold {times['cold']:.0f} s, warm {times['warm']:.0f} s, "
         f"ratio {ratio:.2f}"
     )
+
+
+@pytest.mark.pipeline
+def test_test_job_fails_on_a_failing_test_and_its_junit_report_names_it(
+    default_pipeline: Pipeline,
+) -> None:
+    """cargo nextest's JUnit report (.config/nextest.toml) is kept although the job failed
+    (`artifacts: when: always`); gitlab-ci-local keeps artifacts in its state dir."""
+    repo = default_pipeline.repo
+    git(repo, "checkout", "-q", "-B", "failing-test", "main")
+    api = repo / "tests" / "api.rs"
+    api.write_text(api.read_text() + FAILING_TEST)
+    git(repo, "commit", "-q", "-am", "a failing test")
+    report = repo / ".gitlab-ci-local" / "artifacts" / "test" / JUNIT_REPORT
+    report.unlink(missing_ok=True)  # a previous test job's
+    try:
+        result = default_pipeline.run("test", check=False)
+    finally:
+        git(repo, "checkout", "-q", "main")
+    output = output_of(result)
+    assert default_pipeline.result(output) == {"test": "FAIL"}, output[-3000:]
+    cases = {
+        case.get("name"): case.find("failure") is None
+        for case in ElementTree.parse(report).getroot().iter("testcase")
+    }
+    assert cases["deliberately_failing"] is False, cases
+    assert {name for name, passed in cases.items() if not passed} == {"deliberately_failing"}
+    assert cases["a_name_is_greeted"] is True, cases
 
 
 @pytest.mark.pipeline

@@ -105,6 +105,8 @@ def structured_files(answers: dict[str, str]) -> set[str]:
         "compose.yaml",
         ".devcontainer/devcontainer.json",
         "monitoring/prometheus.yml",
+        ".config/nextest.toml",
+        "renovate.json",
     }
     if answers["ci_provider"] in ("gitlab", "both"):
         files.add(".gitlab-ci.yml")
