@@ -6,7 +6,6 @@ OUT ?= build
 # Extra answers for `make service`, e.g. ANSWERS="project_name='Billing API' port=8080".
 ANSWERS ?=
 
-
 .PHONY: service test test-fast lint
 
 ## Generate a service with the default answers into ./build and verify it (build + curl).
