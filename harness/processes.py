@@ -40,6 +40,15 @@ def http_get(port: int, path: str, timeout: float = 10) -> tuple[int, str]:
         conn.close()
 
 
+def refuses_connections(port: int) -> bool | None:
+    """True when nothing listens on the loopback `port` (a probe for wait_until)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return None
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

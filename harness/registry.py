@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import tempfile
 import urllib.error
 import urllib.request
@@ -21,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.engine import suite_engine_host
-from harness.processes import free_port, require, run, wait_until
+from harness.processes import GiveUp, free_port, require, run, wait_until
+from harness.service import Server
 
 USER = "ci-user"
 
@@ -115,32 +115,21 @@ def registry(password: str = "ci-password", timeout: float = 20) -> Iterator[Reg
     htpasswd = require("htpasswd")
     with tempfile.TemporaryDirectory(prefix="registry-") as tmp:
         root = Path(tmp)
-        host = f"127.0.0.1:{free_port()}"
+        port = free_port()
+        host = f"127.0.0.1:{port}"
         run([htpasswd, "-Bbc", str(root / "htpasswd"), USER, password])
         (root / "config.yml").write_text(CONFIG.format(root=root, host=host))
-        log = (root / "registry.log").open("w")
-        process = subprocess.Popen(
-            [binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT
-        )
+        command = [binary, "serve", str(root / "config.yml")]
+        with Server(command, port, log=root / "registry.log") as server:
 
-        def answers() -> bool | None:
-            if process.poll() is not None:
-                raise RuntimeError(f"docker-registry exited with {process.returncode}")
-            try:
-                urllib.request.urlopen(f"http://{host}/v2/", timeout=1)
-            except urllib.error.HTTPError as error:
-                return True if error.code == 401 else None
-            return None  # answers without asking for credentials: not this registry
+            def answers() -> bool | None:
+                if server.poll() is not None:
+                    raise GiveUp(f"docker-registry exited with {server.popen.returncode}")
+                try:
+                    urllib.request.urlopen(f"http://{host}/v2/", timeout=1)
+                except urllib.error.HTTPError as error:
+                    return True if error.code == 401 else None
+                return None  # answers without asking for credentials: not this registry
 
-        try:
-            wait_until(
-                answers,
-                timeout,
-                f"docker-registry on {host}",
-                details=lambda: (root / "registry.log").read_text()[-2000:],
-            )
+            wait_until(answers, timeout, f"docker-registry on {host}", details=server.output)
             yield Registry(host, USER, password)
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
-            log.close()

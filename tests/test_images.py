@@ -33,7 +33,7 @@ from harness.containers import (
     render,
 )
 from harness.engine import docker, docker_cli, docker_env
-from harness.processes import require, wait_until
+from harness.processes import refuses_connections, require, wait_until
 from harness.render import DEFAULT_SLUG, add_route
 
 pytestmark = pytest.mark.docker
@@ -203,15 +203,8 @@ def wait_until_stop_begins(container: str, port: int, timeout: float = 10) -> No
         details=lambda: container_logs(container),
     )
 
-    def refused() -> bool | None:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except ConnectionRefusedError:
-            return True
-        return None
-
     wait_until(
-        refused,
+        lambda: refuses_connections(port),
         max(timeout - (time.monotonic() - started), 0),
         f"127.0.0.1:{port} still listens after SIGTERM",
         interval=0.02,

@@ -34,7 +34,15 @@ from harness.kubernetes import (
     validate,
 )
 from harness.pipeline import GITHUB_WORKFLOW, GITLAB_CI, load_ci
-from harness.processes import GiveUp, http_get, require, run, sample, wait_until
+from harness.processes import (
+    GiveUp,
+    http_get,
+    refuses_connections,
+    require,
+    run,
+    sample,
+    wait_until,
+)
 
 Render = Callable[..., Path]  # the `rendered` fixture (tests/conftest.py)
 KUBERNETES = {"deploy_target": "kubernetes"}
@@ -367,7 +375,7 @@ def pod_container(default_port_overlay: dict[str, dict]) -> Iterator[Callable[[s
 
     def start(image: str) -> str:
         port = probe_port(default_port_overlay)
-        wait_until(lambda: refused(port), 10, f"port {port} is in use")
+        wait_until(lambda: refuses_connections(port), 10, f"port {port} is in use")
         name = f"template-test-pod-{len(names)}-{time.monotonic_ns()}"
         names.append(name)
         docker("run", "-d", "--name", name, *pod_run_options(default_port_overlay), image)
@@ -376,14 +384,6 @@ def pod_container(default_port_overlay: dict[str, dict]) -> Iterator[Callable[[s
     yield start
     for name in names:
         docker("rm", "-f", name, check=False)
-
-
-def refused(port: int) -> bool | None:
-    try:
-        http_get(port, "/livez", timeout=1)
-    except ConnectionRefusedError:
-        return True
-    return None
 
 
 def answer(port: int, path: str, container: str) -> tuple[int, str]:
