@@ -45,7 +45,7 @@ DOCKER_NETWORK = os.environ.get("TEMPLATE_VERIFY_DOCKER_NETWORK", "")
 # comes before its parent: they are removed in this order, each only once empty.
 OPTIONAL_DIRECTORIES = tuple(
     ".github/workflows .github ci deploy/base deploy/overlays/staging deploy/overlays/production"
-    " deploy/overlays deploy".split()
+    " deploy/overlays deploy .cargo .sqlx migrations".split()
 )
 # What a failed step's log says, and the cause to name for it (first match wins).
 LIKELY_CAUSES = (

@@ -118,7 +118,7 @@ def errors(answers: dict[str, str]) -> list[str]:
 # Folders that hold only optional files (OPTIONAL_DIRECTORIES in hooks/post_gen_project.py).
 OPTIONAL_DIRECTORIES = tuple(
     ".github/workflows .github ci deploy/base deploy/overlays/staging deploy/overlays/production"
-    " deploy/overlays deploy".split()
+    " deploy/overlays deploy .cargo .sqlx migrations".split()
 )
 
 

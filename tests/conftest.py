@@ -41,6 +41,7 @@ from harness.engine import (
 )
 from harness.git import commit_all, git
 from harness.pipeline import BUILDER_DOCKERFILE, make_ci_repo
+from harness.postgres import Postgres, postgres_server
 from harness.releases import two_releases
 from harness.render import bake, default_answers
 from harness.update import isolated_tools
@@ -172,6 +173,14 @@ def shared_cargo_target(cargo_target_dir: Path) -> Iterator[None]:
 def default_project(cookies_session: Any) -> Path:
     """The service generated with the default answers (verification off)."""
     return bake(cookies_session, **default_answers())
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One throwaway PostgreSQL cluster (Debian's packages, loopback) for the session; a
+    test takes its own database with `postgres.create_database(name)`."""
+    with postgres_server() as server:
+        yield server
 
 
 # ---------------------------------------------------------------- the generated CI
