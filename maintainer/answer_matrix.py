@@ -8,6 +8,9 @@ For refactors that must not change what users get: run it before and after, and 
     .venv/bin/python -m maintainer.answer_matrix > after.txt
     diff before.txt after.txt     # empty: every generated file is byte-identical
 
+A new question: `--only database=none` renders the combinations with its default answer
+and leaves it out of each line, so they compare with a manifest made before it existed.
+
 Each line is `<engine> <answers> <path> <sha256 of the bytes> <mode>`; copier's answers
 file is left out (it records the template's commit, which a refactor changes). It uses
 the engines directly, not the harness, so that a harness refactor cannot change it.
@@ -35,9 +38,13 @@ def choice_questions() -> dict[str, list[str]]:
             and not key.startswith("_")}  # fmt: skip
 
 
-def answer_matrix() -> Iterator[dict[str, str]]:
+def answer_matrix(fixed: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
     questions = choice_questions()
     questions.pop("verify")  # verification runs nothing into the output; keep it off
+    for key, value in (fixed or {}).items():
+        if value not in questions.get(key, []):
+            sys.exit(f"--only {key}={value}: not a choice of a choice question")
+        questions[key] = [value]
     for values in itertools.product(*questions.values()):
         yield {**dict(zip(questions, values, strict=True)), "verify": "none"}
 
@@ -75,9 +82,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", choices=ENGINES, action="append",
                         help="only this engine (repeatable); default both")  # fmt: skip
-    engines = parser.parse_args().engine or ENGINES
-    for engine, answers in itertools.product(engines, list(answer_matrix())):
-        label = ",".join(f"{key}={value}" for key, value in answers.items() if key != "verify")
+    parser.add_argument("--only", action="append", default=[], metavar="QUESTION=CHOICE",
+                        help="fix one answer (repeatable), e.g. to compare the combinations "
+                        "a new question's default must leave unchanged")  # fmt: skip
+    args = parser.parse_args()
+    engines = args.engine or ENGINES
+    fixed = dict(item.split("=", 1) for item in args.only)
+    for engine, answers in itertools.product(engines, list(answer_matrix(fixed))):
+        label = ",".join(f"{key}={value}" for key, value in answers.items()
+                         if key != "verify" and key not in fixed)  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="answer-matrix-") as tmp:
             project = render(engine, answers, Path(tmp))
             for relative, digest, mode in manifest(project):
