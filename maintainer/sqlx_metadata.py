@@ -31,6 +31,7 @@ from harness.render import default_answers, render_cookiecutter
 
 TREE_SQLX = ROOT / "{{cookiecutter.slug}}" / ".sqlx"
 SCRIPT = Path("ci") / "sqlx-metadata.sh"
+POSTGRES_ONLY = "{%% if cookiecutter.database == 'postgres' %%}%s{%% endif %%}"
 
 
 def cargo_env() -> dict[str, str]:
@@ -81,7 +82,8 @@ def main() -> int:
         shutil.rmtree(TREE_SQLX, ignore_errors=True)
         TREE_SQLX.mkdir()
         for path in written:
-            shutil.copy(path, TREE_SQLX / path.name)
+            # Named to render only with database=postgres (docs/layout.md, optional files).
+            shutil.copy(path, TREE_SQLX / (POSTGRES_ONLY % path.name))
     print(f"wrote {TREE_SQLX.relative_to(ROOT)}/ ({len(written)} queries)")
     return 0
 
