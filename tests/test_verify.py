@@ -13,6 +13,7 @@ import jinja2
 import pytest
 
 from harness import TEMPLATE_DIR
+from harness.containers import ensure_base_images
 from harness.engine import docker, docker_env
 from harness.postgres import Postgres, postgres_bin_dir
 from harness.processes import refuses_connections, require
@@ -271,3 +272,44 @@ def test_postgres_check_without_postgresql_says_what_it_skipped(
     assert_answered(result.stdout)
     assert "/greetings/Pete ->" not in result.stdout
     assert "throwaway" not in result.stdout
+
+
+def anonymous_volumes() -> set[str]:
+    """Volumes no container uses whose names Docker made up (64 hex digits)."""
+    listed = docker("volume", "ls", "-q", "--filter", "dangling=true").stdout.split()
+    return {name for name in listed if re.fullmatch(r"[0-9a-f]{64}", name)}
+
+
+@pytest.mark.docker
+def test_docker_mode_with_postgres_runs_the_db_image_next_to_the_runtime_image(
+    tmp_path: Path, base_images: None
+) -> None:
+    out = tmp_path / "out"
+    generated = cookiecutter_cli(out, default_answers(database="postgres"))
+    assert generated.returncode == 0, generated.stderr
+    project = out / DEFAULT_SLUG
+    image = re.search(r"image: (postgres:\S+)", (project / "compose.yaml").read_text()).group(1)
+    ensure_base_images([image])
+    volumes_before = anonymous_volumes()
+    env = docker_env() | {"TEMPLATE_VERIFY_DOCKER_NETWORK": "host"}
+    env.pop("DATABASE_URL", None)
+    result = run_hook(project, default_answers(database="postgres", verify="docker"), env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    steps = [name for name, _ in STEP_DONE.findall(result.stdout)]
+    assert steps[:2] == [
+        "docker build -t hello-service:verify .",
+        "docker run the database image that compose.yaml names",
+    ]
+    assert "POST and GET /greetings/Pete" in steps and steps[-1] == "docker stop"
+    db = re.search(rf"^\[verify\] database: {re.escape(image)} as (\S+)$", result.stdout, re.M)
+    assert db, result.stdout
+    assert f"[verify] POST /greetings/Pete -> 201 {GREETED_ONCE}" in result.stdout
+    assert f"[verify] removed the database container {db.group(1)} and its volume" in (
+        result.stdout
+    )
+    assert "counted Pete's greeting in PostgreSQL" in result.stdout
+    # Both containers and the database's volume are gone; only the kept image stays.
+    leftovers = docker("ps", "-a", "-q", "--filter", "name=hello-service-verify-").stdout
+    assert not leftovers.strip(), leftovers
+    assert anonymous_volumes() <= volumes_before
+    docker("rmi", "hello-service:verify")
