@@ -14,6 +14,12 @@ Then the default answers' cold `cargo build --release --locked` before (the temp
 git ref `main`) and after (this working tree), one after the other in one run, with the
 compile time of each crate that is new; `--profiles` adds release-profile variants of the
 "after" build (binary size, build time, throughput).
+
+`--database` adds (and `--database-only` runs just) the `database=postgres` service's
+release binary against a throwaway PostgreSQL (harness.postgres), default pool: GET
+/greetings/Pete (one row read) and POST /greetings/Pete (one transaction: an insert and
+an upsert of the same row, so every request contends for one row lock), with /Pete on
+the same binary as the baseline.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import time
 from pathlib import Path
 
 from harness import TEMPLATE_DIR
+from harness.postgres import postgres_server
 from harness.processes import free_port
 from harness.render import default_answers, render_cookiecutter
 from harness.service import Server, service_env
@@ -144,7 +151,13 @@ def start_service(binary: Path) -> Server:
     return start([str(binary)], port, service_env(port))
 
 
-def wrk(port: int, duration: int, server: Server | None = None) -> dict[str, float]:
+def wrk(
+    port: int,
+    duration: int,
+    server: Server | None = None,
+    path: str = "/Pete",
+    script: Path | None = None,
+) -> dict[str, float]:
     cpu_before = server.cpu_seconds() if server else 0.0
     out = subprocess.run(
         [
@@ -154,7 +167,8 @@ def wrk(port: int, duration: int, server: Server | None = None) -> dict[str, flo
             "-c64",
             f"-d{duration}s",
             "--latency",
-            f"http://127.0.0.1:{port}/Pete",
+            *(["-s", str(script)] if script else []),
+            f"http://127.0.0.1:{port}{path}",
         ],
         check=True,
         capture_output=True,
@@ -171,7 +185,17 @@ def wrk(port: int, duration: int, server: Server | None = None) -> dict[str, flo
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan"),
         "errors": errors + (int(non_2xx.group(1)) if non_2xx else 0),
+        "requests": requests,
     }
+
+
+def report(name: str, result: dict[str, float]) -> None:
+    print(
+        f"  {name:<40} {result['rps']:>9.0f} req/s  p99 {result['p99_ms']:>7.2f} ms  "
+        f"errors {result['errors']:>4.0f}  peak RSS {result['rss_mb']:>6.1f} MB  "
+        f"server CPU {result['cpu_us']:>6.1f} us/request",
+        flush=True,
+    )
 
 
 def measure(name: str, server: Server, duration: int) -> dict[str, float]:
@@ -181,12 +205,7 @@ def measure(name: str, server: Server, duration: int) -> dict[str, float]:
         result["rss_mb"] = server.peak_rss_mb()
     finally:
         server.stop(timeout=30)
-    print(
-        f"  {name:<34} {result['rps']:>9.0f} req/s  p99 {result['p99_ms']:>7.2f} ms  "
-        f"errors {result['errors']:>4.0f}  peak RSS {result['rss_mb']:>6.1f} MB  "
-        f"server CPU {result['cpu_us']:>6.1f} us/request",
-        flush=True,
-    )
+    report(name, result)
     return result
 
 
@@ -264,6 +283,53 @@ def load_comparison(scratch: Path, service: Path, binary: Path, duration: int) -
     print(f"  server CPU per request (b)/(a): {b['cpu_us'] / a['cpu_us']:.2f}")
 
 
+# ---------------------------------------------------------------- the database route
+
+POST_SCRIPT = 'wrk.method = "POST"\n'
+
+
+def database_load(scratch: Path, duration: int) -> None:
+    """The postgres service's release binary, default pool, against a throwaway server."""
+    project = render_cookiecutter(scratch / "postgres", **default_answers(database="postgres"))
+    # The shared target directory (TEMPLATE_TEST_CARGO_TARGET) keeps this build warm.
+    target = Path(os.environ.get("TEMPLATE_TEST_CARGO_TARGET", project / "target"))
+    seconds = cargo_build(project, target)
+    binary = target / "release" / project.name
+    post_script = scratch / "post.lua"
+    post_script.write_text(POST_SCRIPT)
+    with postgres_server() as postgres:
+        url = postgres.create_database("service_load")
+        port = free_port()
+        server = start([str(binary)], port, service_env(port, DATABASE_URL=url))
+        try:
+            server.wait_until_answering("/readyz", timeout=60)
+            print(
+                f"\ndatabase=postgres (release build {seconds:.0f} s), default pool, "
+                f"PostgreSQL {postgres.bin_dir.parent.name} on loopback, "
+                f"wrk -t2 -c64 -d{duration}s:",
+                flush=True,
+            )
+            runs = (
+                ("GET /Pete (no database)", "/Pete", None),
+                ("GET /greetings/Pete (one read)", "/greetings/Pete", None),
+                ("POST /greetings/Pete (one transaction)", "/greetings/Pete", post_script),
+            )
+            posted = 0
+            for name, path, script in runs:
+                warm_up = wrk(port, 2, path=path, script=script)  # the pool's connections
+                result = wrk(port, duration, server, path=path, script=script)
+                result["rss_mb"] = server.peak_rss_mb()
+                report(name, result)
+                if script is not None:
+                    posted += int(warm_up["requests"] + result["requests"])
+        finally:
+            server.stop(timeout=30)
+        count = postgres.psql(
+            "SELECT count FROM greeting_counts WHERE name = 'Pete'", "service_load"
+        )
+        print(f"  greetings counted for Pete: {count}, POSTs answered by wrk: {posted}")
+
+
 # ---------------------------------------------------------------- builds
 
 
@@ -326,16 +392,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per server")
     parser.add_argument("--profiles", action="store_true", help="also compare release profiles")
+    parser.add_argument("--database", action="store_true", help="also load the database route")
+    parser.add_argument("--database-only", action="store_true", help="only load the database route")
     args = parser.parse_args()
     for tool in ("cargo", "wrk", "git"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not installed (run harness/install-prerequisites.sh)")
     with tempfile.TemporaryDirectory(prefix="service-load-") as tmp:
         scratch = Path(tmp)
-        after, binary = build_comparison(scratch)
-        load_comparison(scratch, after, binary, args.duration)
-        if args.profiles:
-            profile_comparison(after, args.duration)
+        if not args.database_only:
+            after, binary = build_comparison(scratch)
+            load_comparison(scratch, after, binary, args.duration)
+            if args.profiles:
+                profile_comparison(after, args.duration)
+        if args.database or args.database_only:
+            database_load(scratch, args.duration)
 
 
 if __name__ == "__main__":

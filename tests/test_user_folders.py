@@ -43,7 +43,14 @@ def users_things(folder: Path) -> None:
     (folder / "scripts").mkdir()
     (folder / "scripts/deploy.sh").write_text("#!/bin/sh\necho deploy\n")
     (folder / "scripts/deploy.sh").chmod(0o755)
-    for empty in ("drafts", "ci", ".github/workflows", "deploy/overlays/staging", "docs/empty"):
+    for empty in (
+        "drafts",
+        "ci",
+        ".github/workflows",
+        "deploy/overlays/staging",
+        "docs/empty",
+        "migrations",
+    ):
         (folder / empty).mkdir(parents=True)
 
 
@@ -87,8 +94,9 @@ def test_copier_into_a_git_initialised_folder_leaves_git_alone(tmp_path: Path) -
         {"ci_provider": "gitlab"},
         {"ci_provider": "github"},
         {"ci_provider": "gitlab", "deploy_target": "kubernetes"},
+        {"ci_provider": "none", "database": "postgres"},
     ],
-    ids=["none", "gitlab", "github", "gitlab-kubernetes"],
+    ids=["none", "gitlab", "github", "gitlab-kubernetes", "none-postgres"],
 )
 def test_copier_keeps_the_users_files_and_empty_folders(
     tmp_path: Path, answers: dict[str, str]
@@ -193,16 +201,22 @@ def test_cookiecutter_says_what_happens_when_verification_fails(tmp_path: Path) 
     assert snapshot(out) == before
 
 
-@pytest.mark.parametrize("existing", [False, True], ids=["new-folder", "existing-folder"])
-def test_copier_says_what_happens_when_verification_fails(tmp_path: Path, existing: bool) -> None:
+@pytest.mark.parametrize(
+    ("existing", "database"),
+    [(False, "none"), (True, "none"), (True, "postgres")],
+    ids=["new-folder", "existing-folder", "existing-folder-postgres"],
+)
+def test_copier_says_what_happens_when_verification_fails(
+    tmp_path: Path, existing: bool, database: str
+) -> None:
     area = tmp_path / "area"
     area.mkdir()
     if existing:
         users_things(area / "svc")
     before = snapshot(area)
-    result = copier_cli(
-        area / "svc", default_answers(verify="cargo"), env=offline_cargo_env(tmp_path)
-    )
+    # With postgres the check starts its throwaway server before the build fails.
+    env = {k: v for k, v in offline_cargo_env(tmp_path).items() if k != "DATABASE_URL"}
+    result = copier_cli(area / "svc", default_answers(verify="cargo", database=database), env=env)
     assert result.returncode != 0
     assert_explains_the_failure(result.stdout, "copier")
     assert snapshot(area) == before
