@@ -376,7 +376,8 @@ RUN groupadd -r -g 999 postgres \\
     && apt-get update && apt-get install -y --no-install-recommends postgresql gosu \\
     && rm -rf /var/lib/apt/lists/* \\
     && ln -s "$(dirname /usr/lib/postgresql/*/bin/postgres)" /usr/lib/postgresql/bin \\
-    && mkdir -p /var/run/postgresql && chown -R postgres:postgres /var/run/postgresql /var/lib/postgresql \\
+    && mkdir -p /var/run/postgresql \\
+    && chown -R postgres:postgres /var/run/postgresql /var/lib/postgresql \\
     && chmod 3777 /var/run/postgresql
 ENV PATH=/usr/lib/postgresql/bin:$PATH PGDATA=/var/lib/postgresql/data LANG=C.UTF-8
 COPY docker-entrypoint.sh /usr/local/bin/
