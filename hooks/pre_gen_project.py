@@ -42,25 +42,37 @@ RESERVED_CRATE_NAMES = frozenset(
 DEPENDENCY_CRATE_NAMES = frozenset(
     """
     actix_codec actix_http actix_macros actix_router actix_rt actix_server actix_service
-    actix_utils actix_web actix_web_codegen aho_corasick bitflags bumpalo bytes
-    bytestring cfg_if convert_case core_detect deranged derive_more derive_more_impl
-    displaydoc encoding_rs errno fnv foldhash form_urlencoded futures_core futures_sink
-    futures_task futures_util http httparse httpdate icu_collections icu_locale_core
-    icu_normalizer icu_normalizer_data icu_properties icu_properties_data icu_provider
-    idna idna_adapter impl_more itoa js_sys language_tags lazy_static libc listenfd
-    litemap local_waker lock_api log matchers memchr mime mio multiversion_no_op
-    num_conv once_cell parking_lot parking_lot_core percent_encoding pin_project_lite
-    potential_utf powerfmt proc_macro2 quote redox_syscall regex_automata regex_lite
-    regex_syntax rustc_version rustversion ryu scopeguard semver serde serde_core
-    serde_derive serde_json serde_urlencoded sharded_slab signal_hook_registry simdutf8
-    slab smallvec socket2 stable_deref_trait syn synstructure thread_local time
-    time_core time_macros tinystr tokio tokio_macros tokio_util tracing
-    tracing_attributes tracing_core tracing_log tracing_subscriber unicode_ident
-    unicode_segmentation unicode_xid url utf8_iter utf_types uuid valuable wasi
+    actix_utils actix_web actix_web_codegen aho_corasick allocator_api2 atoi autocfg
+    base64 base64ct bitflags block_buffer bumpalo byteorder bytes bytestring cfg_if
+    const_oid convert_case core_detect cpufeatures crc crc_catalog crossbeam_queue
+    crossbeam_utils crypto_common der deranged derive_more derive_more_impl digest
+    displaydoc dotenvy either encoding_rs equivalent errno etcetera event_listener flume
+    fnv foldhash form_urlencoded futures_channel futures_core futures_executor
+    futures_intrusive futures_io futures_sink futures_task futures_util generic_array
+    getrandom hashbrown hashlink heck hex hkdf hmac home http httparse httpdate
+    icu_collections icu_locale_core icu_normalizer icu_normalizer_data icu_properties
+    icu_properties_data icu_provider idna idna_adapter impl_more indexmap itoa js_sys
+    language_tags lazy_static libc libm libredox libsqlite3_sys listenfd litemap
+    local_waker lock_api log matchers md_5 memchr mime mio multiversion_no_op
+    num_bigint_dig num_conv num_integer num_iter num_traits once_cell parking
+    parking_lot parking_lot_core pem_rfc7468 percent_encoding pin_project_lite pkcs1
+    pkcs8 pkg_config plain potential_utf powerfmt ppv_lite86 proc_macro2 quote rand
+    rand_chacha rand_core redox_syscall regex_automata regex_lite regex_syntax rsa
+    rustc_version rustversion ryu scopeguard semver serde serde_core serde_derive
+    serde_json serde_urlencoded sha1 sha2 sharded_slab signal_hook_registry signature
+    simdutf8 slab smallvec socket2 spin spki sqlx sqlx_core sqlx_macros sqlx_macros_core
+    sqlx_mysql sqlx_postgres sqlx_sqlite stable_deref_trait stringprep subtle syn
+    synstructure thiserror thiserror_impl thread_local time time_core time_macros
+    tinystr tinyvec tokio tokio_macros tokio_stream tokio_util tracing
+    tracing_attributes tracing_core tracing_log tracing_subscriber typenum unicode_bidi
+    unicode_ident unicode_normalization unicode_properties unicode_segmentation
+    unicode_xid url utf8_iter utf_types uuid valuable vcpkg version_check wasi wasite
     wasm_bindgen wasm_bindgen_macro wasm_bindgen_macro_support wasm_bindgen_shared
-    winapi winapi_i686_pc_windows_gnu winapi_x86_64_pc_windows_gnu windows_link
-    windows_sys writeable yoke yoke_derive zerofrom zerofrom_derive zerotrie zerovec
-    zerovec_derive zmij
+    whoami winapi winapi_i686_pc_windows_gnu winapi_x86_64_pc_windows_gnu
+    windows_aarch64_gnullvm windows_aarch64_msvc windows_i686_gnu windows_i686_msvc
+    windows_link windows_sys windows_targets windows_x86_64_gnu windows_x86_64_gnullvm
+    windows_x86_64_msvc writeable yoke yoke_derive zerocopy zerocopy_derive zerofrom
+    zerofrom_derive zeroize zerotrie zerovec zerovec_derive zmij
     """.split()
 )
 

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Refresh the Cargo.lock committed inside the template.
+"""Refresh the Cargo.lock files committed inside the template.
 
-Renders the template with default answers into a temporary directory, lets cargo
-update the lock there, and writes it back with the package name replaced by the
-Jinja expression, so it renders for any slug. Prints the packages that changed.
+The template has one lock per `database` answer (their file names are conditional:
+LOCKS below). For each, renders the template with default answers and that database
+into a temporary directory, lets cargo update the lock there, and writes it back with
+the package name replaced by the Jinja expression, so it renders for any slug. A lock
+that does not exist yet starts from the `none` lock, so the crates both share keep
+their versions. Prints the packages that changed.
 
     .venv/bin/python -m maintainer.refresh_cargo_lock            # every dependency to its newest
     .venv/bin/python -m maintainer.refresh_cargo_lock --minimal  # only what Cargo.toml requires
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +32,13 @@ from harness import TEMPLATE_DIR as ROOT
 from harness.render import default_answers, render_cookiecutter
 from maintainer import slug_rules
 
-LOCK = ROOT / "{{cookiecutter.slug}}" / "Cargo.lock"
+# The lock each `database` answer renders; maintainer/slug_rules.py reads them all.
+LOCKS = {
+    database: ROOT
+    / "{{cookiecutter.slug}}"
+    / ("{% if cookiecutter.database == '" + database + "' %}Cargo.lock{% endif %}")
+    for database in ("none", "postgres")
+}
 SLUG_EXPRESSION = "{{ cookiecutter.slug }}"
 
 
@@ -113,6 +123,44 @@ def report(old: dict[str, set[str]], new: dict[str, set[str]]) -> list[str]:
     return lines
 
 
+def refresh(database: str, minimal: bool) -> bool:
+    """Rewrites the lock of `database`; whether it changed."""
+    lock = LOCKS[database]
+    old_text = lock.read_text() if lock.exists() else ""
+    answers = default_answers(rust_version=oldest_rust_version(), database=database)
+    with tempfile.TemporaryDirectory(prefix="refresh-lock-") as tmp:
+        project = render_cookiecutter(Path(tmp) / "out", **answers)
+        slug = project.name
+        if not old_text:
+            seed = render_cookiecutter(Path(tmp) / "seed", **{**answers, "database": "none"})
+            shutil.copy(seed / "Cargo.lock", project / "Cargo.lock")
+        if minimal:
+            # Any command that resolves without --locked rewrites a stale lock minimally.
+            command = ["cargo", "metadata", "--format-version", "1", "--quiet"]
+        else:
+            command = ["cargo", "update"]
+        print(
+            f"$ {' '.join(command)}  (in a project rendered with rust_version "
+            f"{answers['rust_version']}, database {database})",
+            flush=True,
+        )
+        subprocess.run(command, cwd=project, check=True, stdout=subprocess.DEVNULL)
+        new_text = (project / "Cargo.lock").read_text()
+
+    new_text = to_template(new_text, slug)
+    name = lock.relative_to(ROOT)
+    if new_text == old_text:
+        print(f"{name} is up to date")
+        return False
+    lock.write_text(new_text)
+    # A new lock is reported against the one it started from.
+    base = old_text or LOCKS["none"].read_text()
+    changes = report(versions(base), versions(new_text))
+    print(f"wrote {name}:")
+    print("\n".join(changes) if changes else "  (formatting only, no version changed)")
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -122,33 +170,8 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    old_text = LOCK.read_text() if LOCK.exists() else ""
-    answers = default_answers(rust_version=oldest_rust_version())
-    with tempfile.TemporaryDirectory(prefix="refresh-lock-") as tmp:
-        project = render_cookiecutter(Path(tmp) / "out", **answers)
-        slug = project.name
-        if args.minimal:
-            # Any command that resolves without --locked rewrites a stale lock minimally.
-            command = ["cargo", "metadata", "--format-version", "1", "--quiet"]
-        else:
-            command = ["cargo", "update"]
-        print(
-            f"$ {' '.join(command)}  (in a project rendered with rust_version "
-            f"{answers['rust_version']})",
-            flush=True,
-        )
-        subprocess.run(command, cwd=project, check=True, stdout=subprocess.DEVNULL)
-        new_text = (project / "Cargo.lock").read_text()
-
-    new_text = to_template(new_text, slug)
-    if new_text == old_text:
-        print(f"{LOCK.relative_to(ROOT)} is up to date")
-        return 0
-    LOCK.write_text(new_text)
-    changes = report(versions(old_text), versions(new_text))
-    print(f"wrote {LOCK.relative_to(ROOT)}:")
-    print("\n".join(changes) if changes else "  (formatting only, no version changed)")
-    return slug_rules.main([])
+    changed = [database for database in LOCKS if refresh(database, args.minimal)]
+    return slug_rules.main([]) if changed else 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ Two facts have one source each and are copied from there by this script:
   extra), written into cookiecutter.json and copier.yml;
 - the names a slug may not take: the hook's RESERVED_CRATE_NAMES (Rust keywords and
   names cargo refuses; edited by hand) plus every crate of the template's Cargo.lock
-  (maintainer/refresh_cargo_lock.py runs this script after writing the lock), written
+  files, one per `database` answer (maintainer/refresh_cargo_lock.py runs this script
+  after writing them): a slug named like a dependency breaks the build. Written
   into the hook's DEPENDENCY_CRATE_NAMES, copier.yml's slug validator and the default
   expression in both question files.
 tests/test_slug.py runs `--check`; tests/test_questions.py checks the lists agree.
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COOKIECUTTER_JSON = ROOT / "cookiecutter.json"
 COPIER_YML = ROOT / "copier.yml"
 HOOK = ROOT / "hooks" / "pre_gen_project.py"
-LOCK = ROOT / "{{cookiecutter.slug}}" / "Cargo.lock"
+TREE = ROOT / "{{cookiecutter.slug}}"
 MAX_LENGTH = 40
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 DIGITS = "0123456789"
@@ -93,8 +94,15 @@ def table() -> dict[str, str]:
 
 
 def dependency_crate_names() -> list[str]:
-    """Every crate in the template's Cargo.lock but the service's own, as a crate name."""
-    names = re.findall(r'^name = "([^"{]+)"$', LOCK.read_text(), re.MULTILINE)
+    """Every crate in the template's locks but the service's own, as a crate name."""
+    # One per `database` answer: `{% if cookiecutter.database == '...' %}Cargo.lock{% endif %}`.
+    locks = sorted(TREE.glob("*Cargo.lock*"))
+    assert len(locks) == 2, f"expected a lock per database answer, found {locks}"
+    names = {
+        name
+        for lock in locks
+        for name in re.findall(r'^name = "([^"{]+)"$', lock.read_text(), re.MULTILINE)
+    }
     return sorted({name.replace("-", "_") for name in names})
 
 

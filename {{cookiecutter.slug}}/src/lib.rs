@@ -1,6 +1,10 @@
 //! The service as a library, so tests can start it in-process on any listener.
 
 pub mod config;
+{%- if cookiecutter.database == 'postgres' %}
+pub mod database;
+pub mod greetings;
+{%- endif %}
 pub mod healthcheck;
 pub mod json_lines;
 pub mod metrics;
@@ -23,6 +27,9 @@ use actix_web::{App, HttpServer, web};
 use listenfd::ListenFd;
 
 use crate::config::Config;
+{%- if cookiecutter.database == 'postgres' %}
+use crate::database::Database;
+{%- endif %}
 use crate::metrics::Metrics;
 use crate::middleware::Telemetry;
 use crate::operations::Readiness;
@@ -37,6 +44,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
     pub max_body_bytes: usize,
+{%- if cookiecutter.database == 'postgres' %}
+    pub database: Database,
+{%- endif %}
 }
 
 /// A built server and the switch that takes it out of rotation.
@@ -60,6 +70,9 @@ pub fn app(
     App::new()
         .app_data(web::Data::from(Arc::clone(&state.metrics)))
         .app_data(web::Data::new(state.readiness))
+{%- if cookiecutter.database == 'postgres' %}
+        .app_data(web::Data::new(state.database))
+{%- endif %}
         // Limits for extractors that read a body without a Content-Length.
         .app_data(web::PayloadConfig::new(state.max_body_bytes))
         .app_data(web::JsonConfig::default().limit(state.max_body_bytes))
@@ -68,6 +81,9 @@ pub fn app(
             state.max_body_bytes,
         ))
         .configure(operations::configure)
+{%- if cookiecutter.database == 'postgres' %}
+        .configure(greetings::configure)
+{%- endif %}
         .configure(routes::configure)
 }
 
@@ -75,10 +91,24 @@ pub fn app(
 /// (or spawns) `server` and ends it with [`drain_and_stop`] or [`shutdown`]. The
 /// server installs no signal handlers of its own.
 pub fn run(listener: TcpListener, config: &Config) -> io::Result<Application> {
+{%- if cookiecutter.database == 'postgres' %}
+    run_with(listener, config, Database::default())
+}
+
+/// [`run`] with the database of the greetings and `/readyz` (src/database.rs).
+pub fn run_with(
+    listener: TcpListener,
+    config: &Config,
+    database: Database,
+) -> io::Result<Application> {
+{%- endif %}
     let state = AppState {
         metrics: Arc::new(Metrics::new()),
         readiness: Readiness::default(),
         max_body_bytes: config.max_body_bytes,
+{%- if cookiecutter.database == 'postgres' %}
+        database,
+{%- endif %}
     };
     let readiness = state.readiness.clone();
     let workers = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);

@@ -4,7 +4,12 @@ use std::process::ExitCode;
 use tracing::{error, info};
 
 use {{ cookiecutter.slug|replace('-', '_') }}::config::Config;
+{%- if cookiecutter.database == 'postgres' %}
+use {{ cookiecutter.slug|replace('-', '_') }}::database::{self, Database, Settings};
+use {{ cookiecutter.slug|replace('-', '_') }}::{Application, drain_and_stop, listener, run_with};
+{%- else %}
 use {{ cookiecutter.slug|replace('-', '_') }}::{Application, drain_and_stop, listener, run};
+{%- endif %}
 use {{ cookiecutter.slug|replace('-', '_') }}::{healthcheck, telemetry};
 
 fn main() -> ExitCode {
@@ -19,8 +24,16 @@ fn main() -> ExitCode {
     match args.next().as_deref() {
         None => serve(&config),
         Some("healthcheck") => check_health(args.next().as_deref(), &config),
+{%- if cookiecutter.database == 'postgres' %}
+        Some("migrate") => migrate(),
+        Some(other) => {
+            eprintln!(
+                "error: unknown subcommand {other:?}; usage: [healthcheck [live|ready|URL] | migrate]"
+            );
+{%- else %}
         Some(other) => {
             eprintln!("error: unknown subcommand {other:?}; usage: [healthcheck [live|ready|URL]]");
+{%- endif %}
             ExitCode::from(2)
         }
     }
@@ -43,7 +56,40 @@ fn check_health(argument: Option<&str>, config: &Config) -> ExitCode {
     }
 }
 
-fn serve(config: &Config) -> ExitCode {
+{% if cookiecutter.database == 'postgres' %}/// The database settings, or the exit code after one line naming the variable.
+fn database_settings() -> Result<Settings, ExitCode> {
+    Settings::from_env().map_err(|err| {
+        eprintln!("error: {err}");
+        ExitCode::from(2)
+    })
+}
+
+/// Applies the pending migrations and exits: for a pipeline job before a deploy, and
+/// for ci/sqlx-metadata.sh. The service also applies them at start.
+fn migrate() -> ExitCode {
+    let settings = match database_settings() {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    match actix_web::rt::System::new().block_on(database::migrate(&settings)) {
+        Ok(()) => {
+            eprintln!("migrations applied");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: migrations not applied: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+{% endif %}fn serve(config: &Config) -> ExitCode {
+{%- if cookiecutter.database == 'postgres' %}
+    let settings = match database_settings() {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+{%- endif %}
     let _log_guard = match telemetry::init(config) {
         Ok(guard) => guard,
         Err(err) => {
@@ -51,7 +97,7 @@ fn serve(config: &Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match actix_web::rt::System::new().block_on(serve_until_stopped(config)) {
+    match actix_web::rt::System::new().block_on(serve_until_stopped(config{% if cookiecutter.database == 'postgres' %}, &settings{% endif %})) {
         Ok(()) => {
             info!("stopped");
             ExitCode::SUCCESS
@@ -63,9 +109,14 @@ fn serve(config: &Config) -> ExitCode {
     }
 }
 
-async fn serve_until_stopped(config: &Config) -> io::Result<()> {
+async fn serve_until_stopped(config: &Config{% if cookiecutter.database == 'postgres' %}, settings: &Settings{% endif %}) -> io::Result<()> {
     let listener = listener(config)?;
+{%- if cookiecutter.database == 'postgres' %}
+    let database = Database::start(settings);
+    let Application { server, readiness } = run_with(listener, config, database)?;
+{%- else %}
     let Application { server, readiness } = run(listener, config)?;
+{%- endif %}
     let handle = server.handle();
     let mut signals = StopSignals::new()?;
     let (drain, timeout) = (config.drain, config.shutdown_timeout);

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, get, web};
 
-use crate::metrics::Metrics;
+{% if cookiecutter.database == 'postgres' %}use crate::database::Database;
+{% endif %}use crate::metrics::Metrics;
 
 /// Registers the probes and `/metrics`; before the user routes, whose `/{name}`
 /// would match these paths.
@@ -45,8 +46,17 @@ async fn livez() -> HttpResponse {
 
 /// Readiness: 503 while draining before a stop, so no new traffic is routed here.
 #[get("/readyz")]
-async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
+async fn readyz(readiness: web::Data<Readiness>{% if cookiecutter.database == 'postgres' %}, database: web::Data<Database>{% endif %}) -> HttpResponse {
     if readiness.is_ready() {
+{%- if cookiecutter.database == 'postgres' %}
+        // Also 503 until the migrations are applied and while the database does not
+        // answer a ping (src/database.rs).
+        if let Some(body) = database.unready_reason().await {
+            return HttpResponse::ServiceUnavailable()
+                .content_type(ContentType::json())
+                .body(body);
+        }
+{%- endif %}
         HttpResponse::Ok()
             .content_type(ContentType::json())
             .body(r#"{"status":"ready"}"#)
