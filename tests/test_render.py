@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from harness import TEMPLATE_DIR
 from harness.pipeline import CiYamlLoader
 from harness.render import bake, choices, default_answers, render_copier
 
@@ -112,6 +113,12 @@ def structured_files(answers: dict[str, str]) -> set[str]:
         files.add(".gitlab-ci.yml")
     if answers["ci_provider"] in ("github", "both"):
         files.add(".github/workflows/ci.yml")
+    if answers["database"] == "postgres":
+        # The query metadata: one file per query (maintainer/sqlx_metadata.py).
+        queries = (TEMPLATE_DIR / "{{cookiecutter.slug}}" / ".sqlx").glob("*query-*.json*")
+        names = {re.search(r"query-[0-9a-f]+\.json", path.name).group(0) for path in queries}
+        assert names, "no query metadata in the template's .sqlx/"
+        files |= {".cargo/config.toml", *(f".sqlx/{name}" for name in names)}
     if answers["deploy_target"] == "kubernetes":
         files |= {
             f"deploy/base/{name}.yaml"
