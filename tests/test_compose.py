@@ -3,12 +3,14 @@
 `devcontainer read-configuration` resolves the dev container to the compose service that
 serves the port; the dev loop (compose up) serves an edit without refusing a request and
 keeps its caches across `down`/`up`; `devcontainer up` serves /Pete inside the dev
-container. Everything runs on host networking through a compose override
-(harness/containers.py, docs/containers.md).
+container; with database=postgres, the app counts greetings in compose's db service.
+Everything runs on host networking through compose overrides (harness/containers.py,
+docs/containers.md).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
@@ -26,13 +28,15 @@ from harness.containers import (
     compiled_crates,
     compose_config,
     compose_up,
+    ensure_base_images,
     host_network_override,
     render,
     wait_for_http,
 )
 from harness.engine import docker, docker_cli, docker_env, require_compose
-from harness.processes import free_port, require
+from harness.processes import free_port, http_get, require
 from harness.render import DEFAULT_SLUG, default_answers
+from harness.standins import postgres_version
 
 pytestmark = pytest.mark.docker
 
@@ -195,3 +199,74 @@ def test_devcontainer_up_serves_pete_inside_the_dev_container(
                           "--filter", label, check=False).stdout.split()  # fmt: skip
             if left:
                 docker(kind, "rm", "-f", *left, check=False)
+
+
+def http_post(port: int, path: str, timeout: float = 10) -> tuple[int, str]:
+    """One POST without a body on a new connection to the loopback port: (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", path, headers={"Connection": "close"})
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+def test_postgres_dev_loop_greets_from_the_db_service_and_down_v_removes_it(
+    base_images: None, tmp_path: Path, cookies: Any
+) -> None:
+    """database=postgres: compose.yaml's db (the pinned image; a stand-in of harness/
+    standins.py where it cannot be pulled) becomes healthy, the app waits for it, applies
+    the migrations and counts greetings in it; `down -v` removes both and the data."""
+    require_compose()
+    project = render(cookies, database="postgres")
+    db_config = compose_config(project, [project / "compose.yaml"], "db-check", docker_env())
+    image = db_config["services"]["db"]["image"]
+    assert image == f"postgres:{postgres_version()}-{default_answers()['debian_release']}"
+    ensure_base_images([image])
+    port, db_port = free_port(), free_port()
+    override = host_network_override(tmp_path / "compose.host-network.yaml", ["app"])
+    # Host networking has no service names: the app reaches db on loopback, db listens
+    # there only, on a port of its own (PGPORT; pg_isready in its healthcheck reads it).
+    database = override.with_name("compose.db-on-loopback.yaml")
+    crate = DEFAULT_SLUG.replace("-", "_")
+    database.write_text(
+        "services:\n"
+        "  app:\n"
+        "    environment:\n"
+        f"      DATABASE_URL: postgres://postgres:dev@127.0.0.1:{db_port}/{crate}\n"
+        "  db:\n"
+        "    network_mode: host\n"
+        "    ports: !reset []\n"
+        "    environment:\n"
+        f'      PGPORT: "{db_port}"\n'
+        '    command: ["postgres", "-c", "listen_addresses=127.0.0.1"]\n'
+    )
+    files = [project / "compose.yaml", override, database]
+    name = f"template-db-{uuid.uuid4().hex[:8]}"
+    dev = None
+    try:
+        dev = compose_up(project, files, name, {"PORT": str(port)}, "--build")
+        assert dev.networks() == [], "compose created a network"
+        wait_for_http(port, "/readyz", timeout=1800, expect='{"status":"ready"}')
+        (db_container,) = dev.compose("ps", "-q", "db").stdout.split()
+        health = docker("inspect", "--format", "{{.State.Health.Status}}", db_container)
+        assert health.stdout.strip() == "healthy", health.stdout
+        assert http_post(port, "/greetings/Pete") == (201, '{"name":"Pete","count":1}')
+        assert http_post(port, "/greetings/Pete") == (201, '{"name":"Pete","count":2}')
+        assert http_get(port, "/greetings/Pete") == (200, '{"name":"Pete","count":2}')
+        assert http_get(port, "/greetings/Nobody") == (200, '{"name":"Nobody","count":0}')
+        rows = dev.compose(
+            "exec", "-T", "db", "psql", "-U", "postgres", "-d", crate, "-Atc",
+            "SELECT count(*) FROM greetings",
+        ).stdout.strip()  # fmt: skip
+        assert rows == "2", rows
+
+        dev.compose("down", "-v")
+        assert dev.running_containers() == [], "down left containers behind"
+        label = f"label=com.docker.compose.project={name}"
+        volumes = docker("volume", "ls", "-q", "--filter", label).stdout.split()
+        assert volumes == [], f"down -v left volumes behind: {volumes}"
+    finally:
+        if dev is not None:
+            dev.compose("down", "-v", "--remove-orphans", "--rmi", "local", check=False)

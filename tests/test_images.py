@@ -10,6 +10,7 @@ host networking (harness/containers.py, docs/containers.md).
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import socket
@@ -33,7 +34,7 @@ from harness.containers import (
     render,
 )
 from harness.engine import docker, docker_cli, docker_env
-from harness.processes import refuses_connections, require, wait_until
+from harness.processes import free_port, refuses_connections, require, wait_until
 from harness.render import DEFAULT_SLUG, add_route
 
 pytestmark = pytest.mark.docker
@@ -331,3 +332,54 @@ def test_ci_can_wrap_a_prebuilt_binary_in_the_same_runtime_image(
     )
     assert compiled_crates(build.output) == []
     assert run_container(build.tag).get("/Pete") == (200, "Hello Pete!")
+
+
+def image_size(tag: str) -> int:
+    return int(docker("image", "inspect", "--format", "{{.Size}}", tag).stdout)
+
+
+def test_postgres_image_is_live_without_a_database_and_not_ready_until_one_answers(
+    runtime_images: RuntimeImages,
+    cookies: Any,
+    run_container: ContainerRunner,
+    record_property: Any,
+) -> None:
+    """database=postgres, default runtime: without DATABASE_URL the binary stops with one
+    line naming it; with a database that refuses connections it starts, /livez is 200,
+    /readyz 503, a greeting 503, and the password never reaches the log."""
+    project = render(cookies, database="postgres")
+    tag = f"template-test/{project.name}:postgres"
+    build_image(project, tag)
+    unset = docker("run", "--rm", "--network", "host", tag, check=False)
+    assert unset.returncode == 2, unset
+    assert "DATABASE_URL" in unset.stderr and len(unset.stderr.strip().splitlines()) == 1, unset
+
+    password = "never-printed-7f3a"
+    closed = free_port()  # nothing listens there: the database is down
+    container = run_container(
+        tag, "-e", f"DATABASE_URL=postgres://postgres:{password}@127.0.0.1:{closed}/app"
+    )
+    assert container.get("/livez")[0] == 200
+    assert container.get("/readyz")[0] == 503
+    assert container.get("/Pete") == (200, "Hello Pete!")
+    conn = http.client.HTTPConnection("127.0.0.1", container.port, timeout=30)
+    try:
+        conn.request("POST", "/greetings/Pete")
+        response = conn.getresponse()
+        assert (response.status, response.read().decode()) == (
+            503,
+            '{"error":"database unavailable"}',
+        )
+    finally:
+        conn.close()
+    assert password not in container_logs(container.name, tail=100_000)
+
+    sizes = {
+        "none": image_size(runtime_images.get("bookworm", "debian-slim").tag),
+        "postgres": image_size(tag),
+    }
+    for database, size in sizes.items():
+        record_property(f"image_size_{database}_mb", round(size / 1e6, 1))
+    print(f"\nbookworm debian-slim image: {sizes['none'] / 1e6:.1f} MB without a database, "
+          f"{sizes['postgres'] / 1e6:.1f} MB with postgres")  # fmt: skip
+    assert sizes["postgres"] > sizes["none"], sizes

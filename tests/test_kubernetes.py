@@ -244,6 +244,35 @@ def test_resources_scaling_and_disruption(project: Path, overlay: dict[str, dict
     assert len(namespaces) == 1
 
 
+# ------------------------------------------------------------------ database=postgres
+@pytest.mark.parametrize("version", schema_versions())
+def test_postgres_takes_the_database_url_from_a_secret_in_every_overlay(
+    rendered: Render, project: Path, version: str
+) -> None:
+    """The URL holds the password: the pod names a Secret key, the manifests hold no URL."""
+    with_database = rendered(port=PORT, database="postgres", **KUBERNETES)
+    for directory in ["base", *(f"overlays/{o}" for o in OVERLAYS)]:
+        documents = by_kind(kustomize(with_database / "deploy" / directory))
+        for document in documents.values():
+            validate(document, version)
+        container = container_of(documents["Deployment"])
+        database = [item for item in container["env"] if item["name"] == "DATABASE_URL"]
+        assert database == [
+            {
+                "name": "DATABASE_URL",
+                "valueFrom": {"secretKeyRef": {"name": "hello-service-database", "key": "url"}},
+            }
+        ], directory
+        assert "postgres://" not in yaml.safe_dump_all(list(documents.values())), directory
+        # Everything else is the default answer's pod.
+        without = container_of(by_kind(kustomize(project / "deploy" / directory))["Deployment"])
+        container["env"].remove(database[0])
+        assert container == without, directory
+    # The service reads that variable.
+    sources = "".join(path.read_text() for path in (with_database / "src").rglob("*.rs"))
+    assert '"DATABASE_URL"' in sources
+
+
 # ------------------------------------------------------------------ the rollout script
 def test_rollout_renders_the_release_and_fails_where_no_cluster_answers(
     project: Path, tmp_path: Path

