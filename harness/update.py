@@ -191,6 +191,24 @@ def stray_rejects(project: Path) -> list[str]:
     return sorted(str(p.relative_to(project)) for p in project.rglob("*.rej"))
 
 
+def assert_merged_cleanly(project: Path) -> None:
+    """No unmerged path, no .rej file and no conflict marker left by an update."""
+    assert not unmerged(project)
+    assert not stray_rejects(project)
+    for path in project.rglob("*"):
+        if path.is_file() and ".git" not in path.parts:
+            assert not CONFLICT_MARKER.search(path.read_text(errors="replace")), path
+
+
+# A paragraph the team appends to the generated README (add_team_notes).
+TEAM_NOTES = "On-call for this service: team Pete. Written by the team."
+
+
+def add_team_notes(project: Path) -> None:
+    readme = project / "README.md"
+    readme.write_text(readme.read_text() + f"\n## Team notes\n\n{TEAM_NOTES}\n")
+
+
 # ------------------------------------------------------------------ the team's edits
 
 USER_ROUTE = "/version"

@@ -21,12 +21,12 @@ from harness.processes import require, run
 from harness.releases import V_B, since_commit
 from harness.render import add_route
 from harness.update import (
-    CONFLICT_MARKER,
+    TEAM_NOTES,
+    add_team_notes,
+    assert_merged_cleanly,
     copier_update,
     generate_with_copier,
     recorded_answers,
-    stray_rejects,
-    unmerged,
 )
 
 pytestmark = [pytest.mark.update, pytest.mark.usefixtures("isolated_update_tools")]
@@ -40,7 +40,6 @@ async fn team() -> &'static str {
     "team Pete"
 }
 """
-TEAM_NOTES = "On-call for this service: team Pete. Written by the team."
 DATABASE_PIECES = ("src/database.rs", "src/greetings.rs", ".cargo/config.toml")
 
 
@@ -54,8 +53,7 @@ def updated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = since_commit(tmp_path_factory.mktemp("release") / "rust-service-template", BEFORE)
     project = generate_with_copier(repo, tmp_path_factory.mktemp("service"))
     add_route(project, "team", TEAM_ROUTE)
-    readme = project / "README.md"
-    readme.write_text(readme.read_text() + f"\n## Team notes\n\n{TEAM_NOTES}\n")
+    add_team_notes(project)
     commit_all(project, "Team edits")
     copier_update(project)
     return project
@@ -73,11 +71,7 @@ def assert_team_edits_kept_without_conflicts(project: Path) -> None:
     routes = (project / "src/routes.rs").read_text()
     assert '#[get("/team")]' in routes and ".service(team).service(greet)" in routes, routes
     assert TEAM_NOTES in (project / "README.md").read_text()
-    assert not unmerged(project)
-    assert not stray_rejects(project)
-    for path in project.rglob("*"):
-        if path.is_file() and ".git" not in path.parts:
-            assert not CONFLICT_MARKER.search(path.read_text(errors="replace")), path
+    assert_merged_cleanly(project)
 
 
 def test_an_update_from_before_the_question_adds_no_database(updated: Path) -> None:

@@ -18,12 +18,12 @@ from harness.git import commit_all
 from harness.pipeline import GITLAB_CI, load_ci
 from harness.releases import V_B, since_commit
 from harness.update import (
-    CONFLICT_MARKER,
+    TEAM_NOTES,
+    add_team_notes,
+    assert_merged_cleanly,
     copier_update,
     generate_with_copier,
     recorded_answers,
-    stray_rejects,
-    unmerged,
 )
 
 pytestmark = [pytest.mark.update, pytest.mark.usefixtures("isolated_update_tools")]
@@ -31,7 +31,6 @@ pytestmark = [pytest.mark.update, pytest.mark.usefixtures("isolated_update_tools
 # The template before deploy_target: its copier.yml has no such question.
 BEFORE = "d9e8375bc68ecf02eb0b720cd7c54ea90cade36c"
 TEAM_TIMEOUT = "45 minutes"
-TEAM_NOTES = "On-call for this service: team Pete. Written by the team."
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +40,7 @@ def updated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = generate_with_copier(repo, tmp_path_factory.mktemp("service"))
     ci = project / GITLAB_CI
     ci.write_text(ci.read_text().replace("\ntest:\n", f"\ntest:\n  timeout: {TEAM_TIMEOUT}\n", 1))
-    readme = project / "README.md"
-    readme.write_text(readme.read_text() + f"\n## Team notes\n\n{TEAM_NOTES}\n")
+    add_team_notes(project)
     commit_all(project, "Team edits")
     copier_update(project)
     return project
@@ -59,11 +57,7 @@ def switched(updated: Path) -> Path:
 def assert_team_edits_kept_without_conflicts(project: Path) -> None:
     assert load_ci(project / GITLAB_CI)["test"]["timeout"] == TEAM_TIMEOUT
     assert TEAM_NOTES in (project / "README.md").read_text()
-    assert not unmerged(project)
-    assert not stray_rejects(project)
-    for path in project.rglob("*"):
-        if path.is_file() and ".git" not in path.parts:
-            assert not CONFLICT_MARKER.search(path.read_text(errors="replace")), path
+    assert_merged_cleanly(project)
 
 
 def test_an_update_from_before_the_question_keeps_the_placeholder_deploys(updated: Path) -> None:

@@ -31,10 +31,10 @@ from harness.releases import (
 )
 from harness.render import default_answers
 from harness.update import (
-    CONFLICT_MARKER,
     TOOLS,
     USER_TEST,
     Updated,
+    assert_merged_cleanly,
     assert_team_edits_survived,
     cruft,
     edit_as_team,
@@ -43,8 +43,6 @@ from harness.update import (
     generate_with_cruft,
     read,
     recorded_answers,
-    stray_rejects,
-    unmerged,
     update,
 )
 
@@ -74,11 +72,7 @@ def test_every_template_change_arrives(updated: Updated) -> None:
 
 def test_a_clean_update_leaves_no_conflicts(updated: Updated) -> None:
     project = updated.path
-    assert not unmerged(project)
-    assert not stray_rejects(project)
-    for path in project.rglob("*"):
-        if path.is_file() and ".git" not in path.parts:
-            assert not CONFLICT_MARKER.search(path.read_text(errors="replace")), path
+    assert_merged_cleanly(project)
 
 
 def test_the_record_names_the_new_version_and_question(
