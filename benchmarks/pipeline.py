@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
 """Benchmarks of the generated pipeline's caching (docs/pipeline.md, Measurements). Not run by CI.
 
-    .venv/bin/python -m benchmarks.pipeline caching          cold, then warm branch pipeline
+    .venv/bin/python -m benchmarks.pipeline caching          cold/warm pairs of the branch pipeline
+    .venv/bin/python -m benchmarks.pipeline caching --compare   the same pairs, before and after
     .venv/bin/python -m benchmarks.pipeline caching --no-target-cache   with sccache alone
     .venv/bin/python -m benchmarks.pipeline redis            two fresh runners sharing Redis
     .venv/bin/python -m benchmarks.pipeline check-cost       the check job's cargo commands
 
 Each run generates the default project, builds the images the pipeline tier uses (the
 engine's layer cache makes that instant after the first time) and runs the pipeline
-with gitlab-ci-local's docker executor (host networking only). "Cold" starts from an
-empty GitLab cache, cargo home and target dir; "warm" is the same pipeline again, with
-what the first run left in GitLab's cache. Prints times, their ratio, and the warm
-run's `sccache --show-stats`.
+with gitlab-ci-local's docker executor (host networking only). "Cold" starts from a
+fresh runner (its own clone and gitlab-ci-local state: empty GitLab cache, cargo home and
+target dir); "warm" is the same pipeline again, with what the first run left in GitLab's
+cache. Before each run every tracked file gets a new mtime, as a fresh clone on a GitLab
+runner does. `--pairs N` cold/warm pairs; each prints its times, their ratio, the warm
+run's `sccache --show-stats`, each cache's archive size (zipped as GitLab's runner does)
+and a ratio modelled with that archive's transfer (TRANSFER_MB_S each way: a cold run
+uploads, a warm one downloads and uploads); then the medians. `--compare` runs, in each
+pair, the template's caching before the service crate was cleaned from target/ too
+(`before_override`), so both are measured under the same load.
 
 check-cost needs no images: it times the check job's analysis on the host's cargo, with
 and without a `cargo check --all-targets` before clippy, each from a fresh target dir
@@ -23,10 +30,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -56,14 +65,99 @@ STATS_SHOWN = (
 )
 
 
-def no_target_cache_override(repo: Path) -> str:
-    """An include file that keeps only the cargo home and sccache cache (no target/)."""
-    caching = load_ci(repo / GITLAB_CI)[".caching_rust"]
-    kept = [cache for cache in caching["cache"] if "target/" not in cache["paths"]]
-    override = {"include": [{"local": GITLAB_CI}], ".caching_rust": {"cache": kept}}
-    path = repo / ".gitlab-ci-local-no-target-cache.yml"
+def caching_override(repo: Path, name: str, caching: dict) -> str:
+    """An include file of the real .gitlab-ci.yml that replaces keys of `.caching_rust`."""
+    override = {"include": [{"local": GITLAB_CI}], ".caching_rust": caching}
+    path = repo / f".gitlab-ci-local-{name}.yml"
     path.write_text(yaml.safe_dump(override, sort_keys=False))
     return path.name
+
+
+def no_target_cache_override(repo: Path) -> str:
+    """Only the cargo home and sccache cache (no target/)."""
+    caching = load_ci(repo / GITLAB_CI)[".caching_rust"]
+    kept = [cache for cache in caching["cache"] if "target/" not in cache["paths"]]
+    return caching_override(repo, "no-target-cache", {"cache": kept})
+
+
+def before_override(repo: Path) -> str:
+    """The caching before the cargo jobs' after_script cleaned the service crate from
+    target/: the same caches, no after_script (an empty list replaces the real one)."""
+    return caching_override(repo, "before", {"after_script": []})
+
+
+# Variants of the caching (--compare, --no-target-cache): an override, or the template's.
+VARIANTS = {
+    "template": ("sccache + target/, service crate cleaned (the template)", None),
+    "before": ("sccache + target/ with the service crate (before)", before_override),
+    "no-target": ("sccache alone (target/ not cached)", no_target_cache_override),
+}
+# The modelled cache transfer: GitLab's runner moves each cache archive to and from its
+# cache storage (often object storage) at this rate, each way.
+TRANSFER_MB_S = 100
+MB = 1_000_000
+JOBS = ["check", "test"]
+
+
+def fresh_clone_mtimes(repo: Path) -> None:
+    """Every tracked file modified now, as a clone on a GitLab runner leaves them: cargo
+    then rebuilds the service crate in a warm run too (gitlab-ci-local's copy keeps
+    mtimes)."""
+    now = time.time()
+    for name in git(repo, "ls-files", "-z").stdout.split("\0"):
+        if name and (repo / name).is_file():
+            os.utime(repo / name, (now, now))
+
+
+def zip_size(folder: Path, scratch: Path) -> int:
+    """The size of `folder` as a zip with deflate at zlib's default level 6: what GitLab's
+    runner uploads for a cache (its default archiver, Go's flate at its default level)."""
+    archive = scratch / "cache.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                zipped.write(path, path.relative_to(folder))
+    size = archive.stat().st_size
+    archive.unlink()
+    return size
+
+
+def archive_sizes(repo: Path, scratch: Path) -> dict[str, int]:
+    """{cache key: zip size} for every cache gitlab-ci-local kept (one folder per key)."""
+    state = repo / ".gitlab-ci-local" / "cache"
+    return {folder.name: zip_size(folder, scratch) for folder in sorted(state.iterdir())}
+
+
+def transfer_s(sizes: dict[str, int]) -> float:
+    """One pipeline's upload (or download) of its caches: each job moves every cache it
+    lists; a key naming a job (target-<job>-...) is that job's, the others are shared."""
+    total = 0
+    for key, size in sizes.items():
+        users = [job for job in JOBS if f"target-{job}-" in key] or JOBS
+        total += size * len(users)
+    return total / MB / TRANSFER_MB_S
+
+
+@dataclass
+class Pair:
+    cold: float
+    warm: float
+    sizes: dict[str, int]
+
+    @property
+    def ratio(self) -> float:
+        return self.warm / self.cold
+
+    @property
+    def modelled(self) -> tuple[float, float]:
+        """Cold uploads the caches; warm downloads them and uploads them again."""
+        move = transfer_s(self.sizes)
+        return self.cold + move, self.warm + 2 * move
+
+    @property
+    def modelled_ratio(self) -> float:
+        cold, warm = self.modelled
+        return warm / cold
 
 
 def timed(pipeline: Pipeline, *args: str) -> tuple[float, str]:
@@ -84,20 +178,53 @@ def print_stats(label: str, output: str, jobs: list[str]) -> None:
         print(f"  {label} {job}: {shown}")
 
 
-def caching(work: Path, builder: str, helper: str, target_cache: bool) -> None:
-    project = render_cookiecutter(work / "render", **default_answers())
-    pipeline = pipeline_for(project, work / "runner", builder, helper)
+def caching_pair(work: Path, project: Path, builder: str, helper: str, variant: str) -> Pair:
+    """A cold and a warm run of the branch pipeline on a fresh runner."""
+    root = work / f"runner-{variant}"
+    pipeline = pipeline_for(project, root, builder, helper)
     git(pipeline.repo, "checkout", "-q", "-b", "feature")
-    args = [] if target_cache else ["--file", no_target_cache_override(pipeline.repo)]
+    override = VARIANTS[variant][1]
+    args = ["--file", override(pipeline.repo)] if override else []
+    fresh_clone_mtimes(pipeline.repo)
     cold, _ = timed(pipeline, *args)
+    fresh_clone_mtimes(pipeline.repo)
     warm, output = timed(pipeline, *args)
-    variant = "sccache + target/ cached" if target_cache else "sccache alone (target/ not cached)"
-    print(f"branch pipeline (check + test), {variant}:")
-    print(f"  cold {cold:.0f} s, warm {warm:.0f} s, ratio {warm / cold:.2f}")
-    print_stats("warm", output, ["check", "test"])
-    state = pipeline.repo / ".gitlab-ci-local" / "cache"
-    size = subprocess.run(["du", "-sh", str(state)], capture_output=True, text=True).stdout
-    print(f"  GitLab cache on disk: {size.split()[0] if size else '?'}")
+    print_stats(f"  {variant} warm", output, JOBS)
+    started = time.monotonic()
+    pair = Pair(cold, warm, archive_sizes(pipeline.repo, work))
+    zipped = time.monotonic() - started
+    for key, size in pair.sizes.items():
+        print(f"    {variant} archive {key}: {size / MB:.0f} MB")
+    print(f"    {variant} archives zipped in {zipped:.0f} s (deflate, level 6, 1 core)")
+    shutil.rmtree(root)
+    return pair
+
+
+def caching(work: Path, builder: str, helper: str, variants: list[str], pairs: int) -> None:
+    project = render_cookiecutter(work / "render", **default_answers())
+    results: dict[str, list[Pair]] = {variant: [] for variant in variants}
+    print(f"branch pipeline (check + test), {pairs} cold/warm pairs, each on a fresh runner;")
+    print(f"modelled: plus every cache archive moved at {TRANSFER_MB_S} MB/s each way")
+    for number in range(1, pairs + 1):
+        for variant in variants:
+            pair = caching_pair(work, project, builder, helper, variant)
+            results[variant].append(pair)
+            cold, warm = pair.modelled
+            print(
+                f"  pair {number} {variant}: cold {pair.cold:.0f} s, warm {pair.warm:.0f} s, "
+                f"ratio {pair.ratio:.2f}; archives {sum(pair.sizes.values()) / MB:.0f} MB, "
+                f"modelled cold {cold:.0f} s, warm {warm:.0f} s, ratio {pair.modelled_ratio:.2f}"
+            )
+    print("medians:")
+    for variant, measured in results.items():
+        print(
+            f"  {VARIANTS[variant][0]}: "
+            f"cold {statistics.median(p.cold for p in measured):.0f} s, "
+            f"warm {statistics.median(p.warm for p in measured):.0f} s, "
+            f"warm/cold {statistics.median(p.ratio for p in measured):.2f}; "
+            f"archives {statistics.median(sum(p.sizes.values()) for p in measured) / MB:.0f} MB, "
+            f"modelled warm/cold {statistics.median(p.modelled_ratio for p in measured):.2f}"
+        )
 
 
 def redis(work: Path, builder: str, helper: str) -> None:
@@ -151,6 +278,12 @@ def main() -> None:
         action="store_true",
         help="cache cargo's home and sccache's dir only, as a comparison",
     )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="in each pair also the caching before the service crate was cleaned",
+    )
+    parser.add_argument("--pairs", type=int, default=3, help="cold/warm pairs (default 3)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
         work = Path(tmp)
@@ -163,7 +296,9 @@ def main() -> None:
         helper = build_helper_image(work / "helper")
         print(f"images ready in {time.monotonic() - started:.0f} s")
         if args.what == "caching":
-            caching(work, builder, helper, not args.no_target_cache)
+            variants = ["no-target"] if args.no_target_cache else ["template"]
+            variants += ["before"] if args.compare else []
+            caching(work, builder, helper, variants, args.pairs)
         else:
             redis(work, builder, helper)
 

@@ -131,13 +131,14 @@ def test_branch_pipeline_runs_check_and_test_and_the_warm_run_hits_the_cache(
         times[run_name] = time.monotonic() - started
         outputs[run_name] = output_of(result)
         assert default_pipeline.result(outputs[run_name]) == {"check": "PASS", "test": "PASS"}
-    # Warm: target/ came back from the cache, so nothing is compiled and sccache, asked
-    # nothing, misses nothing (the Redis test below shows sccache's own hits).
+    # Warm: target/ came back from the cache without the service crate (the cargo jobs'
+    # after_script cleans it), so only that crate is compiled, and sccache, which cached
+    # it in the cold run, misses nothing (the Redis test below shows sccache's own hits).
     for job in ("check", "test"):
         stats = sccache_stats(outputs["warm"], job)
         assert int(stats["Cache misses"]) == 0, stats
-    assert "Compiling actix-web" in outputs["cold"]
-    assert "Compiling actix-web" not in outputs["warm"]
+        assert "actix-web" in built_crates(outputs["cold"], job)
+        assert built_crates(outputs["warm"], job) == {SLUG}, job
     ratio = times["warm"] / times["cold"]
     record_property("pipeline_cold_s", round(times["cold"], 1))
     record_property("pipeline_warm_s", round(times["warm"], 1))
@@ -145,6 +146,43 @@ def test_branch_pipeline_runs_check_and_test_and_the_warm_run_hits_the_cache(
         f"\nbranch pipeline: cold {times['cold']:.0f} s, warm {times['warm']:.0f} s, "
         f"ratio {ratio:.2f}"
     )
+
+
+def built_crates(output: str, job: str) -> set[str]:
+    """The crates cargo compiled or checked in a job: `Compiling actix-web v4.18.1`."""
+    verbs = ("Compiling ", "Checking ")
+    lines = [line.split(" > ", 1)[1].strip() for line in output.splitlines()
+             if line.startswith(f"{job} ") and " > " in line]  # fmt: skip
+    return {line.split()[1] for line in lines if line.startswith(verbs)}
+
+
+@pytest.mark.pipeline
+def test_the_cached_target_dirs_hold_no_artifact_of_the_service_crate(
+    default_pipeline: Pipeline,
+) -> None:
+    """The cargo jobs' after_script (`cargo clean --package <slug>`) runs before the cache
+    is saved: check's and test's target/ caches keep the dependencies and nothing of the
+    service's own lib, binary, test binaries or fingerprints (a fresh clone on GitLab
+    rebuilds those anyway)."""
+    repo = default_pipeline.repo
+    git(repo, "checkout", "-q", "-B", "feature", "main")
+    output = output_of(default_pipeline.run())
+    assert default_pipeline.result(output) == {"check": "PASS", "test": "PASS"}, output[-3000:]
+    crate = SLUG.replace("-", "_")
+    test_targets = [path.stem for path in (repo / "tests").glob("*.rs")]
+    own = (SLUG, crate, f"lib{crate}", *test_targets)
+
+    def is_own(name: str) -> bool:
+        return any(name == stem or name.startswith((f"{stem}-", f"{stem}.")) for stem in own)
+
+    for job in ("check", "test"):
+        [cache] = (repo / ".gitlab-ci-local" / "cache").glob(f"*target-{job}-*")
+        debug = cache / "target" / "debug"
+        folders = [debug, *(debug / name for name in ("deps", ".fingerprint", "build"))]
+        kept = [path for folder in folders if folder.is_dir() for path in folder.iterdir()]
+        assert any(path.name.startswith("libactix_web-") for path in kept), (job, kept)
+        leftovers = sorted(str(path.relative_to(debug)) for path in kept if is_own(path.name))
+        assert leftovers == [], job
 
 
 @pytest.mark.pipeline
