@@ -31,6 +31,7 @@ from harness.releases import (
     copier_url,
     cruft_url,
     replace_once,
+    since_commit,
 )
 from harness.render import DEFAULT_SLUG, cookiecutter_config, default_answers, render_copier
 
@@ -207,6 +208,21 @@ TEAM_NOTES = "On-call for this service: team Pete. Written by the team."
 def add_team_notes(project: Path) -> None:
     readme = project / "README.md"
     readme.write_text(readme.read_text() + f"\n## Team notes\n\n{TEAM_NOTES}\n")
+
+
+def generated_before_and_updated(
+    commit: str, work: pytest.TempPathFactory, team_edit: Callable[[Path], None]
+) -> Path:
+    """A service generated with copier from the template at `commit` (before a question
+    existed), edited by the team (`team_edit` and the README's notes), then updated to
+    the working tree's template with the defaults."""
+    repo = since_commit(work.mktemp("release") / "rust-service-template", commit)
+    project = generate_with_copier(repo, work.mktemp("service"))
+    team_edit(project)
+    add_team_notes(project)
+    commit_all(project, "Team edits")
+    copier_update(project)
+    return project
 
 
 # ------------------------------------------------------------------ the team's edits

@@ -18,14 +18,13 @@ import pytest
 
 from harness.git import commit_all
 from harness.processes import require, run
-from harness.releases import V_B, since_commit
+from harness.releases import V_B
 from harness.render import add_route
 from harness.update import (
     TEAM_NOTES,
-    add_team_notes,
     assert_merged_cleanly,
     copier_update,
-    generate_with_copier,
+    generated_before_and_updated,
     recorded_answers,
 )
 
@@ -50,13 +49,11 @@ def lock_has_sqlx(project: Path) -> bool:
 @pytest.fixture(scope="module")
 def updated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Generated before the question, edited by the team, updated to V_B."""
-    repo = since_commit(tmp_path_factory.mktemp("release") / "rust-service-template", BEFORE)
-    project = generate_with_copier(repo, tmp_path_factory.mktemp("service"))
-    add_route(project, "team", TEAM_ROUTE)
-    add_team_notes(project)
-    commit_all(project, "Team edits")
-    copier_update(project)
-    return project
+
+    def team_edit(project: Path) -> None:
+        add_route(project, "team", TEAM_ROUTE)
+
+    return generated_before_and_updated(BEFORE, tmp_path_factory, team_edit)
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,12 @@ import pytest
 
 from harness.git import commit_all
 from harness.pipeline import GITLAB_CI, load_ci
-from harness.releases import V_B, since_commit
+from harness.releases import V_B
 from harness.update import (
     TEAM_NOTES,
-    add_team_notes,
     assert_merged_cleanly,
     copier_update,
-    generate_with_copier,
+    generated_before_and_updated,
     recorded_answers,
 )
 
@@ -36,14 +35,14 @@ TEAM_TIMEOUT = "45 minutes"
 @pytest.fixture(scope="module")
 def updated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Generated before the question, edited by the team, updated to V_B."""
-    repo = since_commit(tmp_path_factory.mktemp("release") / "rust-service-template", BEFORE)
-    project = generate_with_copier(repo, tmp_path_factory.mktemp("service"))
-    ci = project / GITLAB_CI
-    ci.write_text(ci.read_text().replace("\ntest:\n", f"\ntest:\n  timeout: {TEAM_TIMEOUT}\n", 1))
-    add_team_notes(project)
-    commit_all(project, "Team edits")
-    copier_update(project)
-    return project
+
+    def team_edit(project: Path) -> None:
+        ci = project / GITLAB_CI
+        ci.write_text(
+            ci.read_text().replace("\ntest:\n", f"\ntest:\n  timeout: {TEAM_TIMEOUT}\n", 1)
+        )
+
+    return generated_before_and_updated(BEFORE, tmp_path_factory, team_edit)
 
 
 @pytest.fixture(scope="module")
