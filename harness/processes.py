@@ -29,15 +29,24 @@ def require(tool: str) -> str:
     pytest.skip(message)
 
 
-def http_get(port: int, path: str, timeout: float = 10) -> tuple[int, str]:
-    """One GET on a new connection to the loopback port: (status, body)."""
+def http_request(method: str, port: int, path: str, timeout: float = 10) -> tuple[int, str]:
+    """One request without a body on a new connection to the loopback port: (status,
+    body). http.client sends `Content-Length: 0` with a bodiless POST."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", path, headers={"Connection": "close"})
+        conn.request(method, path, headers={"Connection": "close"})
         response = conn.getresponse()
         return response.status, response.read().decode()
     finally:
         conn.close()
+
+
+def http_get(port: int, path: str, timeout: float = 10) -> tuple[int, str]:
+    return http_request("GET", port, path, timeout)
+
+
+def http_post(port: int, path: str, timeout: float = 10) -> tuple[int, str]:
+    return http_request("POST", port, path, timeout)
 
 
 def refuses_connections(port: int) -> bool | None:

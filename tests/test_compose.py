@@ -10,7 +10,6 @@ docs/containers.md).
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import subprocess
@@ -34,7 +33,7 @@ from harness.containers import (
     wait_for_http,
 )
 from harness.engine import docker, docker_cli, docker_env, require_compose
-from harness.processes import free_port, http_get, require
+from harness.processes import free_port, http_get, http_post, require
 from harness.render import DEFAULT_SLUG, default_answers
 from harness.standins import postgres_version
 
@@ -199,17 +198,6 @@ def test_devcontainer_up_serves_pete_inside_the_dev_container(
                           "--filter", label, check=False).stdout.split()  # fmt: skip
             if left:
                 docker(kind, "rm", "-f", *left, check=False)
-
-
-def http_post(port: int, path: str, timeout: float = 10) -> tuple[int, str]:
-    """One POST without a body on a new connection to the loopback port: (status, body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("POST", path, headers={"Connection": "close"})
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        conn.close()
 
 
 def test_postgres_dev_loop_greets_from_the_db_service_and_down_v_removes_it(

@@ -16,7 +16,6 @@ Disruptive tests get a server of their own (`postgres_server()`), not the sessio
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -30,7 +29,7 @@ from typing import Any
 import pytest
 
 from harness.postgres import Postgres, postgres_server
-from harness.processes import free_port, http_get, require, run, wait_until
+from harness.processes import free_port, http_get, http_post, require, run, wait_until
 from harness.render import bake, default_answers, render_copier
 from harness.service import Server, service_env
 
@@ -50,17 +49,6 @@ READY_TIMEOUT_S = 30
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def http_post(port: int, path: str, timeout: float = 10) -> tuple[int, str]:
-    """One POST without a body on a new connection to the loopback port: (status, body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("POST", path, headers={"Connection": "close", "Content-Length": "0"})
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        conn.close()
 
 
 def database_env(port: int, url: str) -> dict[str, str]:

@@ -10,7 +10,6 @@ host networking (harness/containers.py, docs/containers.md).
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import socket
@@ -34,7 +33,7 @@ from harness.containers import (
     render,
 )
 from harness.engine import docker, docker_cli, docker_env
-from harness.processes import free_port, refuses_connections, require, wait_until
+from harness.processes import free_port, http_post, refuses_connections, require, wait_until
 from harness.render import DEFAULT_SLUG, add_route
 
 pytestmark = pytest.mark.docker
@@ -362,16 +361,10 @@ def test_postgres_image_is_live_without_a_database_and_not_ready_until_one_answe
     assert container.get("/livez")[0] == 200
     assert container.get("/readyz")[0] == 503
     assert container.get("/Pete") == (200, "Hello Pete!")
-    conn = http.client.HTTPConnection("127.0.0.1", container.port, timeout=30)
-    try:
-        conn.request("POST", "/greetings/Pete")
-        response = conn.getresponse()
-        assert (response.status, response.read().decode()) == (
-            503,
-            '{"error":"database unavailable"}',
-        )
-    finally:
-        conn.close()
+    assert http_post(container.port, "/greetings/Pete", timeout=30) == (
+        503,
+        '{"error":"database unavailable"}',
+    )
     assert password not in container_logs(container.name, tail=100_000)
 
     sizes = {
