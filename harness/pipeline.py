@@ -40,14 +40,19 @@ JUNIT_REPORT = "target/nextest/ci/junit.xml"
 RENOVATE = "renovate.json"
 STAGES = ["check", "build", "test", "publish", "release", "deploy"]
 CARGO_JOBS = ["check", "build", "test"]
+# cargo-deny against deny.toml: no compiling, in the builder image too.
+DENY_JOBS = ["deny", "deny-advisories"]
 SLUG = DEFAULT_SLUG
 
 # What each kind of pipeline runs, and how ("manual" waits for a click): PIPELINES below
 # says which pipeline runs which.
-BRANCH_PIPELINE = {"check": "on_success", "test": "on_success"}
+BRANCH_PIPELINE = {"check": "on_success", "deny": "on_success", "test": "on_success"}
 WITH_BUILDER_IMAGE = {"builder-image": "on_success", **BRANCH_PIPELINE}
+# Schedules, Run pipeline and changes to Cargo.lock check RustSec's advisories too.
+WITH_ADVISORIES = {**BRANCH_PIPELINE, "deny-advisories": "on_success"}
 # A release tag's pipeline (vX.Y.Z, vX.Y.Z-<pre-release>).
 TAG_PIPELINE = {
+    "deny": "on_success",
     "build": "on_success",
     "test": "on_success",
     "publish": "on_success",
@@ -173,7 +178,8 @@ def tag_push(name: str) -> dict[str, str]:
 NO_BRANCH = ("CI_COMMIT_BRANCH",)
 # Every pipeline GitLab may be asked for, and the jobs it runs: the table under "GitLab:
 # which pipeline runs which jobs" in docs/pipeline.md (tests/test_pipeline_rules.py checks
-# both). `builder` is a branch that changes ci/builder.Dockerfile.
+# both). `builder` is a branch that changes ci/builder.Dockerfile, `lock` one that changes
+# Cargo.lock.
 PIPELINES = {
     "push-to-branch": Source(
         "push to a branch, no merge request open", "feature", push(), (), BRANCH_PIPELINE
@@ -203,16 +209,16 @@ PIPELINES = {
         "other tag", "release/1.0", tag_push("release/1.0"), NO_BRANCH, NO_PIPELINE
     ),
     "other-tag-no-version": Source("other tag", "foo", tag_push("foo"), NO_BRANCH, NO_PIPELINE),
-    "schedule": Source("schedule", "main", {"CI_PIPELINE_SOURCE": "schedule"}, (), BRANCH_PIPELINE),
+    "schedule": Source("schedule", "main", {"CI_PIPELINE_SOURCE": "schedule"}, (), WITH_ADVISORIES),
     "web": Source(
-        "*Run pipeline* (web)", "feature", {"CI_PIPELINE_SOURCE": "web"}, (), BRANCH_PIPELINE
+        "*Run pipeline* (web)", "feature", {"CI_PIPELINE_SOURCE": "web"}, (), WITH_ADVISORIES
     ),
     "web-builder-image": Source(
         "*Run pipeline* with `BUILD_BUILDER_IMAGE=true`",
         "main",
         {"CI_PIPELINE_SOURCE": "web", "BUILD_BUILDER_IMAGE": "true"},
         (),
-        WITH_BUILDER_IMAGE,
+        {"builder-image": "on_success", **WITH_ADVISORIES},
     ),
     "push-changing-builder": Source(
         "push to a branch that changes `ci/builder.Dockerfile` (its first push too)",
@@ -241,6 +247,23 @@ PIPELINES = {
         tag_push("v1.1.0-builder"),
         NO_BRANCH,
         TAG_PIPELINE,
+    ),
+    "push-changing-lock": Source(
+        "push to a branch that changes `Cargo.lock` (its first push too)",
+        "lock",
+        push(),
+        (),
+        WITH_ADVISORIES,
+    ),
+    "merge-request-changing-lock": Source(
+        "merge request pipeline of that branch", "lock", merge_request(), NO_BRANCH, WITH_ADVISORIES
+    ),
+    "push-to-default-branch-changing-lock": Source(
+        "push of that change to the default branch",
+        "lock",
+        push(CI_COMMIT_BRANCH="main"),
+        (),
+        WITH_ADVISORIES,
     ),
 }
 
@@ -502,14 +525,8 @@ def build_builder_image(workdir: Path) -> str:
     (ca_context / "Dockerfile").write_text(CA_DOCKERFILE.format(base=base))
     ca_image = f"{TEST_REGISTRY}/rust-ca:{variables['RUST_VERSION']}-{variables['DEBIAN_RELEASE']}"
     docker_build(ca_context, ca_image)
-    tag = (
-        variables["BUILDER_IMAGE"]
-        .replace("$CI_REGISTRY_IMAGE", f"{TEST_REGISTRY}/{SLUG}")
-        .replace("$RUST_VERSION", variables["RUST_VERSION"])
-        .replace("$DEBIAN_RELEASE", variables["DEBIAN_RELEASE"])
-        .replace("$SCCACHE_VERSION", variables["SCCACHE_VERSION"])
-        .replace("$NEXTEST_VERSION", variables["NEXTEST_VERSION"])
-    )
+    known = {**variables, "CI_REGISTRY_IMAGE": f"{TEST_REGISTRY}/{SLUG}"}
+    tag = re.sub(r"\$(\w+)", lambda name: known[name[1]], variables["BUILDER_IMAGE"])
     docker_build(
         project / "ci",
         tag,

@@ -205,8 +205,9 @@ def ci_repo(rendered: Callable[..., Path], tmp_path_factory: pytest.TempPathFact
     """A git repository of the generated project with an origin, as a runner sees it.
 
     Branches: main (default, pushed to origin), feature (one commit ahead), builder
-    (changes the builder Dockerfile). Tags: v1.0.0, v1.1.0-rc.1, release/1.0 and foo on
-    main, v1.1.0-builder on builder (harness.pipeline.PIPELINES uses them all).
+    (changes the builder Dockerfile), lock (changes Cargo.lock). Tags: v1.0.0,
+    v1.1.0-rc.1, release/1.0 and foo on main, v1.1.0-builder on builder
+    (harness.pipeline.PIPELINES uses them all).
     """
     repo = make_ci_repo(rendered(), tmp_path_factory.mktemp("ci-repo"))
     for tag in ("v1.0.0", "v1.1.0-rc.1", "release/1.0", "foo"):
@@ -219,6 +220,10 @@ def ci_repo(rendered: Callable[..., Path], tmp_path_factory: pytest.TempPathFact
         f.write("# a change to the builder image\n")
     commit_all(repo, "builder change")
     git(repo, "tag", "v1.1.0-builder")
+    git(repo, "checkout", "-q", "-b", "lock", "main")
+    with (repo / "Cargo.lock").open("a") as f:
+        f.write("# a change to the lock file\n")
+    commit_all(repo, "lock change")
     return repo
 
 

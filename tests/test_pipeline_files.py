@@ -25,6 +25,7 @@ from harness.pipeline import (
     BRANCH_PIPELINE,
     BUILDER_DOCKERFILE,
     CARGO_JOBS,
+    DENY_JOBS,
     GITHUB_WORKFLOW,
     GITLAB_CI,
     JUNIT_REPORT,
@@ -174,6 +175,7 @@ def test_gitlab_ci_follows_the_pipeline_contract(rendered: Render, ci_repo: Path
     assert set(jobs) == {
         "builder-image",
         *CARGO_JOBS,
+        *DENY_JOBS,
         "publish",
         "release",
         "deploy-staging",
@@ -214,6 +216,20 @@ def test_gitlab_ci_follows_the_pipeline_contract(rendered: Render, ci_repo: Path
     ]
     assert test["artifacts"]["when"] == "always"
     assert test["artifacts"]["reports"] == {"junit": JUNIT_REPORT}
+    # Deny: deny.toml's checks in the builder image, after a builder image built in the
+    # same pipeline; the cargo jobs' registry cache, pulled only (nothing is compiled).
+    assert jobs["deny"]["script"] == ["cargo deny --locked check licenses bans sources"]
+    assert jobs["deny-advisories"]["script"] == ["cargo deny --locked check advisories"]
+    for name in DENY_JOBS:
+        job = jobs[name]
+        assert job["stage"] == "check", name
+        assert job["image"]["name"] == "$BUILDER_IMAGE", name
+        assert job["needs"] == [{"job": "builder-image", "artifacts": True, "optional": True}], name
+        assert job["variables"]["CARGO_HOME"] == caching["variables"]["CARGO_HOME"], name
+        [cache] = job["cache"]
+        assert cache["key"] == caching["cache"][0]["key"], name
+        assert cache["paths"] == caching["cache"][0]["paths"], name
+        assert cache["policy"] == "pull", name
     assert test["artifacts"]["paths"] == [JUNIT_REPORT]
     nextest = tomllib.loads((rendered() / NEXTEST_CONFIG).read_text())
     assert nextest["profile"]["ci"]["junit"]["path"] == Path(JUNIT_REPORT).name
@@ -361,19 +377,24 @@ def test_sccache_backend_answer_selects_variables_features_and_docs(
     assert f"ARG SCCACHE_FEATURES={features}\n" in dockerfile
 
 
+# The crates ci/builder.Dockerfile installs with `cargo install`, and their version pins.
+BUILDER_TOOLS = {"cargo-nextest": "NEXTEST_VERSION", "cargo-deny": "DENY_VERSION"}
+
+
 def test_builder_dockerfile_pins_versions_and_passes_hadolint(rendered: Render) -> None:
     tool = require("hadolint")
     project = rendered()
     dockerfile = (project / BUILDER_DOCKERFILE).read_text()
     ci_vars = load_ci(project / GITLAB_CI)["variables"]
-    for name in ("RUST_VERSION", "DEBIAN_RELEASE", "SCCACHE_VERSION", "NEXTEST_VERSION"):
+    for name in ("RUST_VERSION", "DEBIAN_RELEASE", "SCCACHE_VERSION", *BUILDER_TOOLS.values()):
         assert f"ARG {name}={ci_vars[name]}\n" in dockerfile, name
         # The image's tag names every pinned version, and the builder-image job passes it.
         assert f"${name}" in ci_vars["BUILDER_IMAGE"], name
     assert "rustup component add rustfmt clippy" in dockerfile
-    assert '--locked --root /usr/local \\\n        "cargo-nextest@${NEXTEST_VERSION}"' in dockerfile
+    for crate, name in BUILDER_TOOLS.items():
+        assert f'--locked --root /usr/local \\\n        "{crate}@${{{name}}}"' in dockerfile, crate
     builder_job = " ".join(load_ci(project / GITLAB_CI)["builder-image"]["script"])
-    for name in ("SCCACHE_VERSION", "NEXTEST_VERSION"):
+    for name in ("SCCACHE_VERSION", *BUILDER_TOOLS.values()):
         assert f"--build-arg {name}" in builder_job, name
     run([tool, "--failure-threshold", "warning", str(project / BUILDER_DOCKERFILE)])
 
@@ -385,6 +406,7 @@ def test_builder_dockerfile_pins_versions_and_passes_hadolint(rendered: Render) 
 RENOVATE_TOOLS = {
     "sccache": "SCCACHE_VERSION",
     "cargo-nextest": "NEXTEST_VERSION",
+    "cargo-deny": "DENY_VERSION",
     "quay.io/buildah/stable": "BUILDAH_VERSION",
     "gitlab-org/cli": "GLAB_VERSION",
     "kubernetes/kubernetes": "KUBECTL_VERSION",
@@ -634,6 +656,7 @@ def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path, rendered: Ren
     jobs = flow["jobs"]
     assert list(jobs) == [
         "check",
+        "deny",
         "build",
         "test",
         "publish",
@@ -662,6 +685,11 @@ def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path, rendered: Ren
     assert runs[2:] == ["cargo nextest run --locked --profile ci", "cargo test --locked --doc"]
     gitlab_vars = load_ci(rendered() / GITLAB_CI)["variables"]
     assert flow["env"]["NEXTEST_VERSION"] == gitlab_vars["NEXTEST_VERSION"]
+    # Deny: GitLab's licenses, bans and sources check, with the builder image's cargo-deny.
+    assert flow["env"]["DENY_VERSION"] == gitlab_vars["DENY_VERSION"]
+    deny = [step["run"] for step in jobs["deny"]["steps"] if "run" in step]
+    assert "cargo-deny/releases/download/$DENY_VERSION/" in deny[1]
+    assert deny[2:] == load_ci(rendered() / GITLAB_CI)["deny"]["script"]
     upload = test[-1]
     assert upload["uses"].startswith("actions/upload-artifact@")
     assert upload["if"] == "always()"
