@@ -96,7 +96,9 @@ VARIANTS = {
 # cache storage (often object storage) at this rate, each way.
 TRANSFER_MB_S = 100
 MB = 1_000_000
+# The cargo jobs push the caches; deny also pulls the shared one (cargo's registry).
 JOBS = ["check", "test"]
+PULLING_JOBS = [*JOBS, "deny"]
 
 
 def fresh_clone_mtimes(repo: Path) -> None:
@@ -128,12 +130,12 @@ def archive_sizes(repo: Path, scratch: Path) -> dict[str, int]:
     return {folder.name: zip_size(folder, scratch) for folder in sorted(state.iterdir())}
 
 
-def transfer_s(sizes: dict[str, int]) -> float:
-    """One pipeline's upload (or download) of its caches: each job moves every cache it
-    lists; a key naming a job (target-<job>-...) is that job's, the others are shared."""
+def transfer_s(sizes: dict[str, int], jobs: list[str]) -> float:
+    """One pipeline's upload (or download) of its caches by `jobs`: each moves every cache
+    it lists; a key naming a job (target-<job>-...) is that job's, the others are shared."""
     total = 0
     for key, size in sizes.items():
-        users = [job for job in JOBS if f"target-{job}-" in key] or JOBS
+        users = [job for job in jobs if f"target-{job}-" in key] or jobs
         total += size * len(users)
     return total / MB / TRANSFER_MB_S
 
@@ -151,8 +153,8 @@ class Pair:
     @property
     def modelled(self) -> tuple[float, float]:
         """Cold uploads the caches; warm downloads them and uploads them again."""
-        move = transfer_s(self.sizes)
-        return self.cold + move, self.warm + 2 * move
+        upload, download = transfer_s(self.sizes, JOBS), transfer_s(self.sizes, PULLING_JOBS)
+        return self.cold + upload, self.warm + download + upload
 
     @property
     def modelled_ratio(self) -> float:
@@ -203,7 +205,7 @@ def caching_pair(work: Path, project: Path, builder: str, helper: str, variant: 
 def caching(work: Path, builder: str, helper: str, variants: list[str], pairs: int) -> None:
     project = render_cookiecutter(work / "render", **default_answers())
     results: dict[str, list[Pair]] = {variant: [] for variant in variants}
-    print(f"branch pipeline (check + test), {pairs} cold/warm pairs, each on a fresh runner;")
+    print(f"branch pipeline (check, deny, test), {pairs} cold/warm pairs, each on a fresh runner;")
     print(f"modelled: plus every cache archive moved at {TRANSFER_MB_S} MB/s each way")
     for number in range(1, pairs + 1):
         for variant in variants:

@@ -18,9 +18,15 @@ from xml.etree import ElementTree
 import pytest
 import yaml
 
+from harness.advisories import (
+    FIXTURE_ADVISORY,
+    advisory_db_variables,
+    git_daemon,
+    write_advisory_db,
+)
 from harness.containers import Container, ensure_base_images
 from harness.engine import docker
-from harness.git import git
+from harness.git import git, init_repo
 from harness.kubernetes import closed_port_kubeconfig
 from harness.pipeline import (
     GITLAB_CI,
@@ -42,12 +48,14 @@ from harness.pipeline import (
     tag_pipeline_override,
     tag_pipeline_registry,
 )
-from harness.processes import free_port, require
+from harness.processes import free_port, require, run
 from harness.redis import redis_server as start_redis_server
 from harness.registry import Registry, registry
 
 # The container tier's engine, base images and container fixtures.
 Render = Callable[..., Path]  # the `rendered` fixture (tests/conftest.py)
+# A branch pipeline of the default answers, all green.
+BRANCH_RESULT = {"check": "PASS", "deny": "PASS", "test": "PASS"}
 
 
 # Appended to the generated tests/api.rs to make the test job fail.
@@ -131,7 +139,7 @@ def test_branch_pipeline_runs_check_and_test_and_the_warm_run_hits_the_cache(
         result = default_pipeline.run()
         times[run_name] = time.monotonic() - started
         outputs[run_name] = output_of(result)
-        assert default_pipeline.result(outputs[run_name]) == {"check": "PASS", "test": "PASS"}
+        assert default_pipeline.result(outputs[run_name]) == BRANCH_RESULT
     # Warm: target/ came back from the cache without the service crate (the cargo jobs'
     # after_script cleans it), so only that crate is compiled, and sccache, which cached
     # it in the cold run, misses nothing (the Redis test below shows sccache's own hits).
@@ -168,7 +176,7 @@ def test_the_cached_target_dirs_hold_no_artifact_of_the_service_crate(
     repo = default_pipeline.repo
     git(repo, "checkout", "-q", "-B", "feature", "main")
     output = output_of(default_pipeline.run())
-    assert default_pipeline.result(output) == {"check": "PASS", "test": "PASS"}, output[-3000:]
+    assert default_pipeline.result(output) == BRANCH_RESULT, output[-3000:]
     crate = SLUG.replace("-", "_")
     test_targets = [path.stem for path in (repo / "tests").glob("*.rs")]
     own = (SLUG, crate, f"lib{crate}", *test_targets)
@@ -235,6 +243,98 @@ def test_check_job_fails_on_a_formatting_error(default_pipeline: Pipeline) -> No
     assert "Diff in" in output and "badly_formatted" in output
 
 
+# A crate of the team's, beside the service: licensed outside deny.toml's list.
+GPL_CRATE = """[package]
+name = "gpl-helper"
+version = "0.1.0"
+edition = "2021"
+license = "GPL-3.0-only"
+"""
+# A crate from a git repository (served on loopback): a source deny.toml does not allow.
+GIT_CRATE = """[package]
+name = "git-helper"
+version = "0.1.0"
+edition = "2021"
+license = "MIT"
+"""
+
+
+@pytest.mark.pipeline
+def test_deny_job_refuses_a_license_and_a_git_source_outside_the_policy(
+    default_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """The deny job as generated, on a branch that adds a GPL path dependency and a git
+    dependency: it fails and names both (the branch pipelines above show it passing)."""
+    repo = default_pipeline.repo
+    served = tmp_path / "served"
+    git_crate = served / "git-helper"
+    (git_crate / "src").mkdir(parents=True)
+    (git_crate / "Cargo.toml").write_text(GIT_CRATE)
+    (git_crate / "src" / "lib.rs").write_text("")
+    init_repo(git_crate)
+    with git_daemon(served) as url:
+        git(repo, "checkout", "-q", "-B", "outside-the-policy", "main")
+        gpl_crate = repo / "gpl-helper"
+        (gpl_crate / "src").mkdir(parents=True)
+        (gpl_crate / "Cargo.toml").write_text(GPL_CRATE)
+        (gpl_crate / "src" / "lib.rs").write_text("")
+        manifest = repo / "Cargo.toml"
+        manifest.write_text(
+            manifest.read_text().replace(
+                "[dependencies]\n",
+                '[dependencies]\ngpl-helper = { path = "gpl-helper" }\n'
+                f'git-helper = {{ git = "{url}git-helper" }}\n',
+                1,
+            )
+        )
+        # Cargo.lock gains the two crates and nothing else changes (no --locked here).
+        run([require("cargo"), "metadata", "--format-version", "1"], cwd=repo)
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "two dependencies outside deny.toml")
+        try:
+            result = default_pipeline.run("deny", check=False)
+        finally:
+            git(repo, "checkout", "-q", "main")
+    output = output_of(result)
+    assert default_pipeline.result(output) == {"deny": "FAIL"}, output[-3000:]
+    lines = "\n".join(job_lines(output, "deny"))
+    assert "GPL-3.0-only" in lines and "rejected" in lines, lines[-3000:]
+    assert "git-helper" in lines and "source" in lines, lines[-3000:]
+    assert "licenses FAILED" in lines and "sources FAILED" in lines, lines[-3000:]
+
+
+@pytest.mark.pipeline
+def test_deny_advisories_fails_on_an_advisory_against_the_graph_and_passes_without(
+    default_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """The scheduled deny-advisories job against RustSec-shaped databases on loopback (git
+    config in the job's variables redirects cargo-deny's clone; harness/advisories.py):
+    one advisory against itoa, which actix-web pulls in, fails it with the advisory's id;
+    one against a crate outside the graph lets it pass."""
+    served = tmp_path / "served"
+    write_advisory_db(served / "affected", "itoa")
+    write_advisory_db(served / "unrelated", "left-pad")
+    repo = default_pipeline.repo
+    git(repo, "checkout", "-q", "main")
+    results = {}
+    with git_daemon(served) as url:
+        for database in ("affected", "unrelated"):
+            redirect = [
+                f"--variable={name}={value}"
+                for name, value in advisory_db_variables(f"{url}{database}").items()
+            ]
+            result = default_pipeline.run(
+                "deny-advisories", "--variable=CI_PIPELINE_SOURCE=schedule", *redirect, check=False
+            )
+            results[database] = output_of(result)
+    affected, unrelated = results["affected"], results["unrelated"]
+    assert default_pipeline.result(affected) == {"deny-advisories": "FAIL"}, affected[-3000:]
+    lines = "\n".join(job_lines(affected, "deny-advisories"))
+    assert FIXTURE_ADVISORY in lines and "itoa" in lines, lines[-3000:]
+    assert default_pipeline.result(unrelated) == {"deny-advisories": "PASS"}, unrelated[-3000:]
+    assert "advisories ok" in unrelated, unrelated[-3000:]
+
+
 def job_lines(output: str, job: str) -> list[str]:
     """What `job` printed (gitlab-ci-local's lines "<job>   > <text>")."""
     return [
@@ -293,6 +393,7 @@ def test_tag_pipeline_builds_publishes_an_image_that_answers_and_writes_release_
     git(repo, "checkout", "-q", "v1.0.0")
     output = run_tag_pipeline(default_pipeline, publish_registry, publishing_runner, tmp_path)
     assert default_pipeline.result(output) == {
+        "deny": "PASS",
         "build": "PASS",
         "test": "PASS",
         "publish": "PASS",

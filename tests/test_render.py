@@ -108,6 +108,7 @@ def structured_files(answers: dict[str, str]) -> set[str]:
         "monitoring/prometheus.yml",
         ".config/nextest.toml",
         "renovate.json",
+        "deny.toml",
     }
     if answers["ci_provider"] in ("gitlab", "both"):
         files.add(".gitlab-ci.yml")
