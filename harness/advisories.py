@@ -9,12 +9,11 @@ stay as generated, and nothing leaves loopback.
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 from harness.git import init_repo
-from harness.processes import GiveUp, free_port, require, wait_until
+from harness.processes import free_port, require
 from harness.service import Server
 
 # cargo-deny's default database (its DEFAULT_URL), which insteadOf replaces.
@@ -59,14 +58,7 @@ def git_daemon(base: Path, timeout: float = 10) -> Iterator[str]:
     command = [require("git"), "daemon", "--export-all", "--reuseaddr", f"--base-path={base}",
                "--listen=127.0.0.1", f"--port={port}"]  # fmt: skip
     with Server(command, port) as server:
-
-        def listens() -> bool:
-            if server.poll() is not None:
-                raise GiveUp(f"git daemon exited with {server.popen.returncode}")
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-
-        wait_until(listens, timeout, f"git daemon on 127.0.0.1:{port}")
+        server.wait_until_listening("git daemon", timeout)
         yield f"git://localhost:{port}/"
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import Iterator
 
-from harness.processes import GiveUp, free_port, require, wait_until
+from harness.processes import free_port, require
 from harness.service import Server
 
 
@@ -19,12 +18,5 @@ def redis_server(timeout: float = 10) -> Iterator[str]:
                "--save", "", "--appendonly", "no"]  # fmt: skip
 
     with Server(command, port) as server:
-
-        def answers() -> bool:
-            if server.poll() is not None:
-                raise GiveUp(f"redis-server exited with {server.popen.returncode}")
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-
-        wait_until(answers, timeout, f"redis-server on 127.0.0.1:{port}")
+        server.wait_until_listening("redis-server", timeout)
         yield f"redis://127.0.0.1:{port}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -101,6 +102,18 @@ class Server:
         wait_until(
             answering, timeout, f"an answer on 127.0.0.1:{self.port}{path}", details=self.output
         )
+
+    def wait_until_listening(self, what: str, timeout: float = 10) -> None:
+        """Something accepts connections on 127.0.0.1:port; fails at once when the process
+        exits first. `what` names the server in the failure."""
+
+        def listening() -> bool:
+            if self.poll() is not None:
+                raise GiveUp(f"{what} exited with {self.popen.returncode}")
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+
+        wait_until(listening, timeout, f"{what} on 127.0.0.1:{self.port}", details=self.output)
 
     def stop(self, timeout: float = 10) -> None:
         """SIGTERM to the process group, then SIGKILL if it has not exited within `timeout`."""

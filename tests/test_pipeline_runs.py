@@ -7,6 +7,7 @@ builder image built from the generated ci/builder.Dockerfile and a helper image
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -157,6 +158,16 @@ def test_branch_pipeline_runs_check_and_test_and_the_warm_run_hits_the_cache(
     )
 
 
+@contextlib.contextmanager
+def on_branch(repo: Path, branch: str) -> Iterator[None]:
+    """A branch made from main, checked out for the block; main checked out again after."""
+    git(repo, "checkout", "-q", "-B", branch, "main")
+    try:
+        yield
+    finally:
+        git(repo, "checkout", "-q", "main")
+
+
 def built_crates(output: str, job: str) -> set[str]:
     """The crates cargo compiled or checked in a job: `Compiling actix-web v4.18.1`."""
     verbs = ("Compiling ", "Checking ")
@@ -201,10 +212,6 @@ def test_test_job_fails_on_a_failing_test_and_its_junit_report_names_it(
     """cargo nextest's JUnit report (.config/nextest.toml) is kept although the job failed
     (`artifacts: when: always`); gitlab-ci-local keeps artifacts in its state dir."""
     repo = default_pipeline.repo
-    git(repo, "checkout", "-q", "-B", "failing-test", "main")
-    api = repo / "tests" / "api.rs"
-    api.write_text(api.read_text() + FAILING_TEST)
-    git(repo, "commit", "-q", "-am", "a failing test")
     report = repo / ".gitlab-ci-local" / "artifacts" / "test" / JUNIT_REPORT
     report.unlink(missing_ok=True)  # a previous test job's
     # gitlab-ci-local imports the cache again before after_script (GitLab restores it once):
@@ -212,11 +219,11 @@ def test_test_job_fails_on_a_failing_test_and_its_junit_report_names_it(
     # cache holds no report shows what GitLab keeps (docs/pipeline.md).
     for cached in (repo / ".gitlab-ci-local" / "cache").glob("*target-test-*"):
         shutil.rmtree(cached / "target" / "nextest", ignore_errors=True)
-    try:
-        result = default_pipeline.run("test", check=False)
-    finally:
-        git(repo, "checkout", "-q", "main")
-    output = output_of(result)
+    with on_branch(repo, "failing-test"):
+        api = repo / "tests" / "api.rs"
+        api.write_text(api.read_text() + FAILING_TEST)
+        git(repo, "commit", "-q", "-am", "a failing test")
+        output = output_of(default_pipeline.run("test", check=False))
     assert default_pipeline.result(output) == {"test": "FAIL"}, output[-3000:]
     cases = {
         case.get("name"): case.find("failure") is None
@@ -230,15 +237,11 @@ def test_test_job_fails_on_a_failing_test_and_its_junit_report_names_it(
 @pytest.mark.pipeline
 def test_check_job_fails_on_a_formatting_error(default_pipeline: Pipeline) -> None:
     repo = default_pipeline.repo
-    git(repo, "checkout", "-q", "-B", "badly-formatted", "main")
-    main_rs = repo / "src" / "main.rs"
-    main_rs.write_text(main_rs.read_text() + "\nfn   badly_formatted( ) {}\n")
-    git(repo, "commit", "-q", "-am", "bad format")
-    try:
-        result = default_pipeline.run("check", check=False)
-    finally:
-        git(repo, "checkout", "-q", "main")
-    output = output_of(result)
+    with on_branch(repo, "badly-formatted"):
+        main_rs = repo / "src" / "main.rs"
+        main_rs.write_text(main_rs.read_text() + "\nfn   badly_formatted( ) {}\n")
+        git(repo, "commit", "-q", "-am", "bad format")
+        output = output_of(default_pipeline.run("check", check=False))
     assert default_pipeline.result(output) == {"check": "FAIL"}
     assert "Diff in" in output and "badly_formatted" in output
 
@@ -259,6 +262,14 @@ license = "MIT"
 """
 
 
+def write_crate(folder: Path, manifest: str) -> Path:
+    """An empty library crate at `folder` with this Cargo.toml."""
+    (folder / "src").mkdir(parents=True)
+    (folder / "Cargo.toml").write_text(manifest)
+    (folder / "src" / "lib.rs").write_text("")
+    return folder
+
+
 @pytest.mark.pipeline
 def test_deny_job_refuses_a_license_and_a_git_source_outside_the_policy(
     default_pipeline: Pipeline, tmp_path: Path
@@ -267,17 +278,9 @@ def test_deny_job_refuses_a_license_and_a_git_source_outside_the_policy(
     dependency: it fails and names both (the branch pipelines above show it passing)."""
     repo = default_pipeline.repo
     served = tmp_path / "served"
-    git_crate = served / "git-helper"
-    (git_crate / "src").mkdir(parents=True)
-    (git_crate / "Cargo.toml").write_text(GIT_CRATE)
-    (git_crate / "src" / "lib.rs").write_text("")
-    init_repo(git_crate)
-    with git_daemon(served) as url:
-        git(repo, "checkout", "-q", "-B", "outside-the-policy", "main")
-        gpl_crate = repo / "gpl-helper"
-        (gpl_crate / "src").mkdir(parents=True)
-        (gpl_crate / "Cargo.toml").write_text(GPL_CRATE)
-        (gpl_crate / "src" / "lib.rs").write_text("")
+    init_repo(write_crate(served / "git-helper", GIT_CRATE))
+    with git_daemon(served) as url, on_branch(repo, "outside-the-policy"):
+        write_crate(repo / "gpl-helper", GPL_CRATE)
         manifest = repo / "Cargo.toml"
         manifest.write_text(
             manifest.read_text().replace(
@@ -291,11 +294,7 @@ def test_deny_job_refuses_a_license_and_a_git_source_outside_the_policy(
         run([require("cargo"), "metadata", "--format-version", "1"], cwd=repo)
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", "two dependencies outside deny.toml")
-        try:
-            result = default_pipeline.run("deny", check=False)
-        finally:
-            git(repo, "checkout", "-q", "main")
-    output = output_of(result)
+        output = output_of(default_pipeline.run("deny", check=False))
     assert default_pipeline.result(output) == {"deny": "FAIL"}, output[-3000:]
     lines = "\n".join(job_lines(output, "deny"))
     assert "GPL-3.0-only" in lines and "rejected" in lines, lines[-3000:]
