@@ -4,6 +4,7 @@
     .venv/bin/python -m benchmarks.pipeline caching          cold/warm pairs of the branch pipeline
     .venv/bin/python -m benchmarks.pipeline caching --compare   the same pairs, before and after
     .venv/bin/python -m benchmarks.pipeline caching --no-target-cache   with sccache alone
+    .venv/bin/python -m benchmarks.pipeline caching --release-tag   then a cold release tag
     .venv/bin/python -m benchmarks.pipeline redis            two fresh runners sharing Redis
     .venv/bin/python -m benchmarks.pipeline check-cost       the check job's cargo commands
 
@@ -18,7 +19,9 @@ run's `sccache --show-stats`, each cache's archive size (zipped as GitLab's runn
 and a ratio modelled with that archive's transfer (TRANSFER_MB_S each way: a cold run
 uploads, a warm one downloads and uploads); then the medians. `--compare` runs, in each
 pair, the template's caching before the service crate was cleaned from target/ too
-(`before_override`), so both are measured under the same load.
+(`before_override`), so both are measured under the same load. `--release-tag` then runs
+the v1.0.0 pipeline (deny, build, test, publish, release) on a fresh runner, publishing
+to a registry on loopback as the pipeline tier does (harness.pipeline.run_tag_pipeline).
 
 check-cost needs no images: it times the check job's analysis on the host's cargo, with
 and without a `cargo check --all-targets` before clippy, each from a fresh target dir
@@ -50,6 +53,9 @@ from harness.pipeline import (
     load_ci,
     output_of,
     pipeline_for,
+    publishing_registry,
+    run_tag_pipeline,
+    runner_docker,
     sccache_stats,
 )
 from harness.processes import require, run
@@ -229,6 +235,25 @@ def caching(work: Path, builder: str, helper: str, variants: list[str], pairs: i
         )
 
 
+def release_tag(work: Path, builder: str, helper: str) -> None:
+    """A cold release-tag pipeline on a fresh runner: empty GitLab cache, cargo home and
+    target dir, the tag's sources with new mtimes."""
+    project = render_cookiecutter(work / "render-tag", **default_answers())
+    pipeline = pipeline_for(project, work / "runner-tag", builder, helper)
+    git(pipeline.repo, "tag", "v1.0.0")
+    git(pipeline.repo, "checkout", "-q", "v1.0.0")
+    fresh_clone_mtimes(pipeline.repo)
+    with publishing_registry(pipeline.repo) as registry:
+        runner = runner_docker(work / "runner")
+        started = time.monotonic()
+        output = run_tag_pipeline(pipeline, registry, runner, work / "tag")
+        elapsed = time.monotonic() - started
+    summary = pipeline.result(output)
+    if set(summary.values()) != {"PASS"}:
+        sys.exit(f"tag pipeline failed: {summary}\n{output[-4000:]}")
+    print(f"release tag pipeline ({', '.join(summary)}), cold: {elapsed:.0f} s")
+
+
 def redis(work: Path, builder: str, helper: str) -> None:
     if not shutil.which("redis-server"):
         sys.exit("redis-server is not installed (harness/prerequisites/40-pipeline.sh)")
@@ -286,6 +311,11 @@ def main() -> None:
         help="in each pair also the caching before the service crate was cleaned",
     )
     parser.add_argument("--pairs", type=int, default=3, help="cold/warm pairs (default 3)")
+    parser.add_argument(
+        "--release-tag",
+        action="store_true",
+        help="after the pairs, a cold release-tag pipeline that publishes",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
         work = Path(tmp)
@@ -301,6 +331,8 @@ def main() -> None:
             variants = ["no-target"] if args.no_target_cache else ["template"]
             variants += ["before"] if args.compare else []
             caching(work, builder, helper, variants, args.pairs)
+            if args.release_tag:
+                release_tag(work, builder, helper)
         else:
             redis(work, builder, helper)
 

@@ -28,6 +28,7 @@ from harness.engine import docker, docker_cli, docker_env
 from harness.git import git, git_env, init_repo, push_to_bare_origin
 from harness.processes import free_port, require, run, wait_until
 from harness.registry import Registry
+from harness.registry import registry as registry_server
 from harness.render import DEFAULT_SLUG, default_answers, render_cookiecutter
 
 GITLAB_CI = ".gitlab-ci.yml"
@@ -486,6 +487,45 @@ def tag_pipeline_registry(registry: Registry, workdir: Path) -> list[str]:
         f"--variable=CI_REGISTRY_PASSWORD={registry.password}",
         f"--volume={conf}:{REGISTRIES_CONF_IN_JOB}:ro",
     ]
+
+
+@contextlib.contextmanager
+def publishing_registry(repo: Path) -> Iterator[Registry]:
+    """A registry on loopback (harness/registry.py) for the image jobs of `repo`'s
+    pipeline, holding the base image the runtime Dockerfile's prebuilt path names
+    (docker.io is out of reach); and the stand-in for the jobs' Buildah image."""
+    variables = load_ci(repo / GITLAB_CI)["variables"]
+    ensure_base_images([f"quay.io/buildah/stable:v{variables['BUILDAH_VERSION']}"])
+    with registry_server() as started:
+        started.seed(f"debian:{variables['DEBIAN_RELEASE']}-slim")
+        yield started
+
+
+def run_tag_pipeline(
+    pipeline: Pipeline, registry: Registry, runner: str, workdir: Path, *jobs: str
+) -> str:
+    """The v1.0.0 pipeline (or only `jobs` of it) publishing to `registry`: its output."""
+    repo = pipeline.repo
+    registry_image = f"{registry.host}/group/{SLUG}"
+    # The runner's image cache holds $BUILDER_IMAGE under this CI_REGISTRY_IMAGE too.
+    docker(
+        "tag", pipeline.builder, pipeline.builder.replace(f"{TEST_REGISTRY}/{SLUG}", registry_image)
+    )
+    override = tag_pipeline_override(repo)
+    origin = str(repo.parent / "origin.git")
+    result = pipeline.run(
+        "--file",
+        override.name,
+        *jobs,
+        *tag_args("v1.0.0"),
+        *tag_pipeline_registry(registry, workdir),
+        "--volume",
+        f"{origin}:{origin}",
+        check=False,
+        executable=runner,
+        registry_image=registry_image,
+    )
+    return output_of(result)
 
 
 # ---------------------------------------------------------------- images

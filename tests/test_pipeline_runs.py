@@ -43,15 +43,15 @@ from harness.pipeline import (
     make_ci_repo,
     output_of,
     pipeline_for,
+    publishing_registry,
+    run_tag_pipeline,
     runner_docker,
     sccache_stats,
     tag_args,
-    tag_pipeline_override,
-    tag_pipeline_registry,
 )
 from harness.processes import free_port, require, run
 from harness.redis import redis_server as start_redis_server
-from harness.registry import Registry, registry
+from harness.registry import Registry
 
 # The container tier's engine, base images and container fixtures.
 Render = Callable[..., Path]  # the `rendered` fixture (tests/conftest.py)
@@ -100,13 +100,8 @@ def default_pipeline(
 
 @pytest.fixture(scope="module")
 def publish_registry(default_pipeline: Pipeline) -> Iterator[Registry]:
-    """A registry on loopback (harness/registry.py) for the image jobs, holding the base
-    image the runtime Dockerfile's prebuilt path names (docker.io is out of reach); and
-    the stand-in for the jobs' Buildah image."""
-    variables = load_ci(default_pipeline.repo / GITLAB_CI)["variables"]
-    ensure_base_images([f"quay.io/buildah/stable:v{variables['BUILDAH_VERSION']}"])
-    with registry() as started:
-        started.seed(f"debian:{variables['DEBIAN_RELEASE']}-slim")
+    """The registry the image jobs publish to (harness.pipeline.publishing_registry)."""
+    with publishing_registry(default_pipeline.repo) as started:
         yield started
 
 
@@ -341,33 +336,6 @@ def job_lines(output: str, job: str) -> list[str]:
         for line in output.splitlines()
         if line.startswith(f"{job} ") and " > " in line
     ]
-
-
-def run_tag_pipeline(
-    pipeline: Pipeline, registry: Registry, runner: str, workdir: Path, *jobs: str
-) -> str:
-    """The v1.0.0 pipeline (or only `jobs` of it) publishing to `registry`: its output."""
-    repo = pipeline.repo
-    registry_image = f"{registry.host}/group/{SLUG}"
-    # The runner's image cache holds $BUILDER_IMAGE under this CI_REGISTRY_IMAGE too.
-    docker(
-        "tag", pipeline.builder, pipeline.builder.replace(f"{TEST_REGISTRY}/{SLUG}", registry_image)
-    )
-    override = tag_pipeline_override(repo)
-    origin = str(repo.parent / "origin.git")
-    result = pipeline.run(
-        "--file",
-        override.name,
-        *jobs,
-        *tag_args("v1.0.0"),
-        *tag_pipeline_registry(registry, workdir),
-        "--volume",
-        f"{origin}:{origin}",
-        check=False,
-        executable=runner,
-        registry_image=registry_image,
-    )
-    return output_of(result)
 
 
 @pytest.mark.pipeline
