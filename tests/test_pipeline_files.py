@@ -410,6 +410,7 @@ RENOVATE_TOOLS = {
     "quay.io/buildah/stable": "BUILDAH_VERSION",
     "gitlab-org/cli": "GLAB_VERSION",
     "kubernetes/kubernetes": "KUBECTL_VERSION",
+    "postgres": "POSTGRES_VERSION",
 }
 
 
@@ -417,7 +418,7 @@ def test_renovate_config_is_valid_and_finds_every_pinned_tool(rendered: Render) 
     """renovate.json against Renovate's schema; its regex managers find every tool pin of
     the CI files and the builder Dockerfile, with the pinned value, and nothing else. The
     patterns are JavaScript regexes; apart from named groups Python reads them the same."""
-    project = rendered(ci_provider="both", deploy_target="kubernetes")
+    project = rendered(ci_provider="both", deploy_target="kubernetes", database="postgres")
     run(
         [
             require("check-jsonschema"),
