@@ -545,7 +545,7 @@ def test_postgres_test_job_runs_the_tests_and_the_metadata_check_against_its_ser
     """The test job's `services:` entry, started as GitLab starts it (its image, the job's
     variables) beside the job; the job as written otherwise: nextest with #[sqlx::test]
     databases on that server, then ci/sqlx-metadata.sh --check, which passes, and fails
-    once .sqlx/ holds a query the code does not have."""
+    once .sqlx/ holds a query the code does not have. The deny job passes here too."""
     pipeline = pipeline_for(rendered(database="postgres"), tmp_path, builder_image, helper_image)
     repo = pipeline.repo
     ci = load_ci(repo / GITLAB_CI)
@@ -572,6 +572,9 @@ def test_postgres_test_job_runs_the_tests_and_the_metadata_check_against_its_ser
         printed = job_lines(output, "test")
         assert ".sqlx/ is up to date" in printed, output[-4000:]
         assert any("greetings" in line and "PASS" in line for line in printed), output[-4000:]
+        # deny.toml's policy holds for this graph too (sqlx and what it pulls in).
+        output = output_of(pipeline.run("deny", check=False))
+        assert pipeline.result(output) == {"deny": "PASS"}, output[-4000:]
 
         # A query the code no longer has: the check fails and names the file.
         sqlx = repo / ".sqlx"
