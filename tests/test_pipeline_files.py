@@ -684,13 +684,14 @@ def test_github_workflow_mirrors_the_gitlab_stages(workflow: Path, rendered: Ren
     runs = [step["run"] for step in test if "run" in step]
     assert "https://get.nexte.st/$NEXTEST_VERSION/linux" in runs[1]
     assert runs[2:] == ["cargo nextest run --locked --profile ci", "cargo test --locked --doc"]
-    gitlab_vars = load_ci(rendered() / GITLAB_CI)["variables"]
+    gitlab = load_ci(rendered() / GITLAB_CI)
+    gitlab_vars = gitlab["variables"]
     assert flow["env"]["NEXTEST_VERSION"] == gitlab_vars["NEXTEST_VERSION"]
     # Deny: GitLab's licenses, bans and sources check, with the builder image's cargo-deny.
     assert flow["env"]["DENY_VERSION"] == gitlab_vars["DENY_VERSION"]
     deny = [step["run"] for step in jobs["deny"]["steps"] if "run" in step]
     assert "cargo-deny/releases/download/$DENY_VERSION/" in deny[1]
-    assert deny[2:] == load_ci(rendered() / GITLAB_CI)["deny"]["script"]
+    assert deny[2:] == gitlab["deny"]["script"]
     upload = test[-1]
     assert upload["uses"].startswith("actions/upload-artifact@")
     assert upload["if"] == "always()"
