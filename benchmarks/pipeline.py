@@ -53,13 +53,14 @@ from harness.pipeline import (
     load_ci,
     output_of,
     pipeline_for,
-    publishing_registry,
+    project_registry,
     run_tag_pipeline,
     runner_docker,
     sccache_stats,
 )
 from harness.processes import require, run
 from harness.redis import redis_server
+from harness.registry import Registry
 from harness.render import default_answers, render_cookiecutter
 
 STATS_SHOWN = (
@@ -186,10 +187,24 @@ def print_stats(label: str, output: str, jobs: list[str]) -> None:
         print(f"  {label} {job}: {shown}")
 
 
-def caching_pair(work: Path, project: Path, builder: str, helper: str, variant: str) -> Pair:
+@dataclass(frozen=True)
+class Runners:
+    """What every fresh runner of a benchmark gets: the images, the project's registry
+    (builder-image finds $BUILDER_IMAGE there; publish pushes there), the runner's docker."""
+
+    builder: str
+    helper: str
+    registry: Registry
+    runner: str
+
+    def fresh(self, project: Path, root: Path) -> Pipeline:
+        return pipeline_for(project, root, self.builder, self.helper, self.registry, self.runner)
+
+
+def caching_pair(work: Path, project: Path, runners: Runners, variant: str) -> Pair:
     """A cold and a warm run of the branch pipeline on a fresh runner."""
     root = work / f"runner-{variant}"
-    pipeline = pipeline_for(project, root, builder, helper)
+    pipeline = runners.fresh(project, root)
     git(pipeline.repo, "checkout", "-q", "-b", "feature")
     override = VARIANTS[variant][1]
     args = ["--file", override(pipeline.repo)] if override else []
@@ -208,14 +223,16 @@ def caching_pair(work: Path, project: Path, builder: str, helper: str, variant: 
     return pair
 
 
-def caching(work: Path, builder: str, helper: str, variants: list[str], pairs: int) -> None:
-    project = render_cookiecutter(work / "render", **default_answers())
+def caching(work: Path, project: Path, runners: Runners, variants: list[str], pairs: int) -> None:
     results: dict[str, list[Pair]] = {variant: [] for variant in variants}
-    print(f"branch pipeline (check, deny, test), {pairs} cold/warm pairs, each on a fresh runner;")
+    print(
+        f"branch pipeline (builder-image, check, deny, test), {pairs} cold/warm pairs, "
+        "each on a fresh runner;"
+    )
     print(f"modelled: plus every cache archive moved at {TRANSFER_MB_S} MB/s each way")
     for number in range(1, pairs + 1):
         for variant in variants:
-            pair = caching_pair(work, project, builder, helper, variant)
+            pair = caching_pair(work, project, runners, variant)
             results[variant].append(pair)
             cold, warm = pair.modelled
             print(
@@ -235,19 +252,16 @@ def caching(work: Path, builder: str, helper: str, variants: list[str], pairs: i
         )
 
 
-def release_tag(work: Path, builder: str, helper: str) -> None:
+def release_tag(work: Path, project: Path, runners: Runners) -> None:
     """A cold release-tag pipeline on a fresh runner: empty GitLab cache, cargo home and
     target dir, the tag's sources with new mtimes."""
-    project = render_cookiecutter(work / "render-tag", **default_answers())
-    pipeline = pipeline_for(project, work / "runner-tag", builder, helper)
+    pipeline = runners.fresh(project, work / "runner-tag")
     git(pipeline.repo, "tag", "v1.0.0")
     git(pipeline.repo, "checkout", "-q", "v1.0.0")
     fresh_clone_mtimes(pipeline.repo)
-    with publishing_registry(pipeline.repo) as registry:
-        runner = runner_docker(work / "runner")
-        started = time.monotonic()
-        output = run_tag_pipeline(pipeline, registry, runner, work / "tag")
-        elapsed = time.monotonic() - started
+    started = time.monotonic()
+    output = run_tag_pipeline(pipeline)
+    elapsed = time.monotonic() - started
     summary = pipeline.result(output)
     if set(summary.values()) != {"PASS"}:
         sys.exit(f"tag pipeline failed: {summary}\n{output[-4000:]}")
@@ -330,9 +344,12 @@ def main() -> None:
         if args.what == "caching":
             variants = ["no-target"] if args.no_target_cache else ["template"]
             variants += ["before"] if args.compare else []
-            caching(work, builder, helper, variants, args.pairs)
-            if args.release_tag:
-                release_tag(work, builder, helper)
+            project = render_cookiecutter(work / "render", **default_answers())
+            with project_registry(project) as registry:
+                runners = Runners(builder, helper, registry, runner_docker(work / "runner"))
+                caching(work, project, runners, variants, args.pairs)
+                if args.release_tag:
+                    release_tag(work, project, runners)
         else:
             redis(work, builder, helper)
 

@@ -34,25 +34,37 @@ from harness.render import DEFAULT_SLUG, default_answers, render_cookiecutter
 GITLAB_CI = ".gitlab-ci.yml"
 GITHUB_WORKFLOW = ".github/workflows/ci.yml"
 BUILDER_DOCKERFILE = "ci/builder.Dockerfile"
+BUILDER_SCRIPT = "ci/builder-image.sh"
 RELEASE_NOTES = "ci/release-notes.sh"
 # The test jobs' JUnit report: the path .config/nextest.toml's ci profile gives it.
 NEXTEST_CONFIG = ".config/nextest.toml"
 JUNIT_REPORT = "target/nextest/ci/junit.xml"
+# The coverage job's Cobertura report (cargo tarpaulin --out Xml --output-dir ...).
+COVERAGE_REPORT = "target/coverage/cobertura.xml"
 RENOVATE = "renovate.json"
 STAGES = ["check", "build", "test", "publish", "release", "deploy"]
-CARGO_JOBS = ["check", "build", "test"]
+CARGO_JOBS = ["check", "build", "test", "coverage"]
 # cargo-deny against deny.toml: no compiling, in the builder image too.
 DENY_JOBS = ["deny", "deny-advisories"]
 SLUG = DEFAULT_SLUG
 
 # What each kind of pipeline runs, and how ("manual" waits for a click): PIPELINES below
 # says which pipeline runs which.
-BRANCH_PIPELINE = {"check": "on_success", "deny": "on_success", "test": "on_success"}
-WITH_BUILDER_IMAGE = {"builder-image": "on_success", **BRANCH_PIPELINE}
+# builder-image runs in every pipeline: it builds $BUILDER_IMAGE only when the registry
+# has no such tag.
+BRANCH_PIPELINE = {
+    "builder-image": "on_success",
+    "check": "on_success",
+    "deny": "on_success",
+    "test": "on_success",
+}
 # Schedules, Run pipeline and changes to Cargo.lock check RustSec's advisories too.
 WITH_ADVISORIES = {**BRANCH_PIPELINE, "deny-advisories": "on_success"}
+# Merge requests and the default branch measure the tests' coverage too.
+COVERAGE = {"coverage": "on_success"}
 # A release tag's pipeline (vX.Y.Z, vX.Y.Z-<pre-release>).
 TAG_PIPELINE = {
+    "builder-image": "on_success",
     "deny": "on_success",
     "build": "on_success",
     "test": "on_success",
@@ -77,7 +89,7 @@ CA_DOCKERFILE = """FROM {base}
 COPY certs/ /usr/local/share/ca-certificates/
 RUN update-ca-certificates >/dev/null
 """
-# The image jobs' Buildah reads the registries' settings here (tag_pipeline_registry).
+# The image jobs' Buildah reads the registries' settings here (registry_args).
 REGISTRIES_CONF_IN_JOB = "/etc/containers/registries.conf"
 # The runner's `security_opt = ["seccomp:unconfined"]` (config.toml, docker executor),
 # which the generated README asks for and gitlab-ci-local has no option for: its
@@ -179,8 +191,7 @@ def tag_push(name: str) -> dict[str, str]:
 NO_BRANCH = ("CI_COMMIT_BRANCH",)
 # Every pipeline GitLab may be asked for, and the jobs it runs: the table under "GitLab:
 # which pipeline runs which jobs" in docs/pipeline.md (tests/test_pipeline_rules.py checks
-# both). `builder` is a branch that changes ci/builder.Dockerfile, `lock` one that changes
-# Cargo.lock.
+# both). `lock` is a branch that changes Cargo.lock.
 PIPELINES = {
     "push-to-branch": Source(
         "push to a branch, no merge request open", "feature", push(), (), BRANCH_PIPELINE
@@ -197,10 +208,10 @@ PIPELINES = {
         "feature",
         merge_request(),
         NO_BRANCH,
-        BRANCH_PIPELINE,
+        {**BRANCH_PIPELINE, **COVERAGE},
     ),
     "push-to-default-branch": Source(
-        "push to the default branch", "main", push(), (), BRANCH_PIPELINE
+        "push to the default branch", "main", push(), (), {**BRANCH_PIPELINE, **COVERAGE}
     ),
     "release-tag": Source("release tag", "v1.0.0", tag_push("v1.0.0"), NO_BRANCH, TAG_PIPELINE),
     "pre-release-tag": Source(
@@ -210,44 +221,11 @@ PIPELINES = {
         "other tag", "release/1.0", tag_push("release/1.0"), NO_BRANCH, NO_PIPELINE
     ),
     "other-tag-no-version": Source("other tag", "foo", tag_push("foo"), NO_BRANCH, NO_PIPELINE),
-    "schedule": Source("schedule", "main", {"CI_PIPELINE_SOURCE": "schedule"}, (), WITH_ADVISORIES),
+    "schedule": Source(
+        "schedule", "main", {"CI_PIPELINE_SOURCE": "schedule"}, (), {**WITH_ADVISORIES, **COVERAGE}
+    ),
     "web": Source(
         "*Run pipeline* (web)", "feature", {"CI_PIPELINE_SOURCE": "web"}, (), WITH_ADVISORIES
-    ),
-    "web-builder-image": Source(
-        "*Run pipeline* with `BUILD_BUILDER_IMAGE=true`",
-        "main",
-        {"CI_PIPELINE_SOURCE": "web", "BUILD_BUILDER_IMAGE": "true"},
-        (),
-        {"builder-image": "on_success", **WITH_ADVISORIES},
-    ),
-    "push-changing-builder": Source(
-        "push to a branch that changes `ci/builder.Dockerfile` (its first push too)",
-        "builder",
-        push(),
-        (),
-        WITH_BUILDER_IMAGE,
-    ),
-    "merge-request-changing-builder": Source(
-        "merge request pipeline of that branch",
-        "builder",
-        merge_request(),
-        NO_BRANCH,
-        WITH_BUILDER_IMAGE,
-    ),
-    "push-to-default-branch-changing-builder": Source(
-        "push of that change to the default branch",
-        "builder",
-        push(CI_COMMIT_BRANCH="main"),
-        (),
-        WITH_BUILDER_IMAGE,
-    ),
-    "release-tag-on-builder-branch": Source(
-        "release tag on that branch",
-        "v1.1.0-builder",
-        tag_push("v1.1.0-builder"),
-        NO_BRANCH,
-        TAG_PIPELINE,
     ),
     "push-changing-lock": Source(
         "push to a branch that changes `Cargo.lock` (its first push too)",
@@ -257,14 +235,18 @@ PIPELINES = {
         WITH_ADVISORIES,
     ),
     "merge-request-changing-lock": Source(
-        "merge request pipeline of that branch", "lock", merge_request(), NO_BRANCH, WITH_ADVISORIES
+        "merge request pipeline of that branch",
+        "lock",
+        merge_request(),
+        NO_BRANCH,
+        {**WITH_ADVISORIES, **COVERAGE},
     ),
     "push-to-default-branch-changing-lock": Source(
         "push of that change to the default branch",
         "lock",
         push(CI_COMMIT_BRANCH="main"),
         (),
-        WITH_ADVISORIES,
+        {**WITH_ADVISORIES, **COVERAGE},
     ),
 }
 
@@ -367,24 +349,70 @@ def sccache_stats(output: str, job: str) -> dict[str, str]:
     return stats
 
 
-class Pipeline:
-    """gitlab-ci-local on one repository, as one runner with its own cache."""
+def expand(value: str, variables: dict[str, str]) -> str:
+    """`value` with $NAME references to `variables` expanded, as GitLab expands variables
+    that name variables."""
+    while True:
+        expanded = re.sub(r"\$(\w+)", lambda name: variables[name[1]], value)
+        if expanded == value:
+            return value
+        value = expanded
 
-    def __init__(self, repo: Path, builder: str, helper: str) -> None:
+
+def builder_image_name(repo: Path, registry_image: str) -> str:
+    """What $BUILDER_IMAGE of `repo`'s .gitlab-ci.yml expands to under this CI_REGISTRY_IMAGE."""
+    variables = load_ci(repo / GITLAB_CI)["variables"]
+    return expand(variables["BUILDER_IMAGE"], {**variables, "CI_REGISTRY_IMAGE": registry_image})
+
+
+class Pipeline:
+    """gitlab-ci-local on one repository, as one runner with its own cache.
+
+    `builder`: the engine's image of ci/builder.Dockerfile ("" where no job uses it).
+    `registry`: the project's registry (CI_REGISTRY and its credentials), which the image
+    jobs log in to and builder-image asks for $BUILDER_IMAGE; without it CI_REGISTRY_IMAGE
+    is template-test/<slug> and only jobs that need no registry can run. `runner`: the
+    docker CLI of the runner, runner_docker's where Buildah runs.
+    """
+
+    def __init__(
+        self,
+        repo: Path,
+        builder: str,
+        helper: str,
+        registry: Registry | None = None,
+        runner: str | None = None,
+    ) -> None:
         self.repo = repo
         self.builder = builder
         self.helper = helper
+        self.registry = registry
+        self.runner = runner
+        self.registry_image = (
+            f"{registry.host}/group/{SLUG}" if registry else f"{TEST_REGISTRY}/{SLUG}"
+        )
+        if builder:
+            self.provide_builder()
+
+    def provide_builder(self) -> str:
+        """`builder` under the name the repository's $BUILDER_IMAGE has now: in the engine,
+        where the cargo jobs find it (the runner's image cache), and in the registry,
+        where builder-image finds it. Returns that name."""
+        name = builder_image_name(self.repo, self.registry_image)
+        docker("tag", self.builder, name)
+        if self.registry and not self.registry.has(name):
+            self.registry.copy_from_engine(self.builder, name)
+        return name
 
     def run(
         self,
         *args: str,
         check: bool = True,
         timeout: float = 1800,
-        executable: str | None = None,
-        registry_image: str = f"{TEST_REGISTRY}/{SLUG}",
+        registry: Registry | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """`executable`: the docker CLI the runner uses (runner_docker's, say);
-        `registry_image`: CI_REGISTRY_IMAGE, which names $BUILDER_IMAGE and the release image."""
+        """`registry`: instead of the pipeline's own (another password, say)."""
+        registry = registry or self.registry
         # Jobs share the host's loopback here (not on a real runner): a port of its own
         # keeps a job's sccache client from talking to someone else's sccache server.
         cmd = [
@@ -396,12 +424,13 @@ class Pipeline:
             "--pull-policy",
             "if-not-present",
             "--container-executable",
-            executable or docker_cli(),
+            self.runner or docker_cli(),
             "--no-color",
             "--variable",
-            f"CI_REGISTRY_IMAGE={registry_image}",
+            f"CI_REGISTRY_IMAGE={self.registry_image}",
             "--variable",
             f"SCCACHE_SERVER_PORT={free_port()}",
+            *(registry_args(registry, self.repo.parent / "registry") if registry else []),
             *args,
         ]
         env = gcl_env(*REGISTRY_VARIABLES)
@@ -417,9 +446,16 @@ class Pipeline:
         return summary
 
 
-def pipeline_for(project: Path, root: Path, builder: str, helper: str) -> Pipeline:
+def pipeline_for(
+    project: Path,
+    root: Path,
+    builder: str,
+    helper: str,
+    registry: Registry | None = None,
+    runner: str | None = None,
+) -> Pipeline:
     """A fresh runner: its own repository of `project` under root/, its own cache."""
-    return Pipeline(make_ci_repo(project, root), builder, helper)
+    return Pipeline(make_ci_repo(project, root), builder, helper, registry, runner)
 
 
 def tag_pipeline_override(repo: Path) -> Path:
@@ -474,10 +510,11 @@ def runner_docker(workdir: Path) -> str:
     return str(path)
 
 
-def tag_pipeline_registry(registry: Registry, workdir: Path) -> list[str]:
-    """gitlab-ci-local options for a pipeline that publishes to `registry` (harness/registry.py):
-    GitLab's predefined registry variables, and the registry's settings (plain HTTP on
-    loopback, the docker.io mirror) where the jobs' Buildah reads them."""
+def registry_args(registry: Registry, workdir: Path) -> list[str]:
+    """gitlab-ci-local options for a pipeline whose project registry is `registry`
+    (harness/registry.py): GitLab's predefined registry variables, and the registry's
+    settings (plain HTTP on loopback, the docker.io mirror) where the jobs' Buildah reads
+    them."""
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "registries.conf"
     conf.write_text(registry.registries_conf())
@@ -490,40 +527,31 @@ def tag_pipeline_registry(registry: Registry, workdir: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def publishing_registry(repo: Path) -> Iterator[Registry]:
-    """A registry on loopback (harness/registry.py) for the image jobs of `repo`'s
-    pipeline, holding the base image the runtime Dockerfile's prebuilt path names
-    (docker.io is out of reach); and the stand-in for the jobs' Buildah image."""
-    variables = load_ci(repo / GITLAB_CI)["variables"]
+def project_registry(project: Path) -> Iterator[Registry]:
+    """A registry on loopback (harness/registry.py) for the pipelines of `project` (a
+    generated project): it holds the base image the runtime Dockerfile's prebuilt path
+    names (docker.io is out of reach); and the stand-in for the image jobs' Buildah."""
+    variables = load_ci(project / GITLAB_CI)["variables"]
     ensure_base_images([f"quay.io/buildah/stable:v{variables['BUILDAH_VERSION']}"])
     with registry_server() as started:
         started.seed(f"debian:{variables['DEBIAN_RELEASE']}-slim")
         yield started
 
 
-def run_tag_pipeline(
-    pipeline: Pipeline, registry: Registry, runner: str, workdir: Path, *jobs: str
-) -> str:
-    """The v1.0.0 pipeline (or only `jobs` of it) publishing to `registry`: its output."""
-    repo = pipeline.repo
-    registry_image = f"{registry.host}/group/{SLUG}"
-    # The runner's image cache holds $BUILDER_IMAGE under this CI_REGISTRY_IMAGE too.
-    docker(
-        "tag", pipeline.builder, pipeline.builder.replace(f"{TEST_REGISTRY}/{SLUG}", registry_image)
-    )
-    override = tag_pipeline_override(repo)
-    origin = str(repo.parent / "origin.git")
+def run_tag_pipeline(pipeline: Pipeline, *jobs: str, registry: Registry | None = None) -> str:
+    """The v1.0.0 pipeline (or only `jobs` of it) of a pipeline with a registry: its output.
+    `registry`: instead of the pipeline's own."""
+    override = tag_pipeline_override(pipeline.repo)
+    origin = str(pipeline.repo.parent / "origin.git")
     result = pipeline.run(
         "--file",
         override.name,
         *jobs,
         *tag_args("v1.0.0"),
-        *tag_pipeline_registry(registry, workdir),
         "--volume",
         f"{origin}:{origin}",
         check=False,
-        executable=runner,
-        registry_image=registry_image,
+        registry=registry,
     )
     return output_of(result)
 
@@ -565,20 +593,26 @@ def build_builder_image(workdir: Path) -> str:
     (ca_context / "Dockerfile").write_text(CA_DOCKERFILE.format(base=base))
     ca_image = f"{TEST_REGISTRY}/rust-ca:{variables['RUST_VERSION']}-{variables['DEBIAN_RELEASE']}"
     docker_build(ca_context, ca_image)
-    known = {**variables, "CI_REGISTRY_IMAGE": f"{TEST_REGISTRY}/{SLUG}"}
-    tag = re.sub(r"\$(\w+)", lambda name: known[name[1]], variables["BUILDER_IMAGE"])
+    tag = builder_image_name(project, f"{TEST_REGISTRY}/{SLUG}")
+    # The build arguments the builder-image job passes, with the pipeline's values.
+    build_args = {name: variables[name] for name in builder_build_args(project)}
+    build_args |= {"RUST_IMAGE": ca_image, "SCCACHE_FEATURES": "redis"}
     docker_build(
         project / "ci",
         tag,
         "--file",
         str(project / BUILDER_DOCKERFILE),
-        "--build-arg",
-        f"RUST_IMAGE={ca_image}",
-        "--build-arg",
-        "SCCACHE_FEATURES=redis",
+        *(f"--build-arg={name}={value}" for name, value in build_args.items()),
         timeout=2400,
     )
     return tag
+
+
+def builder_build_args(project: Path) -> list[str]:
+    """The variables ci/builder-image.sh passes to the build as build arguments."""
+    match = re.search(r'^build_args="([^"]*)"$', (project / BUILDER_SCRIPT).read_text(), re.M)
+    assert match, f"{BUILDER_SCRIPT} names no build_args"
+    return match.group(1).split()
 
 
 def build_helper_image(workdir: Path) -> str:

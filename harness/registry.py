@@ -57,6 +57,10 @@ insecure = true
         """Copy `image` (a docker.io name such as debian:bookworm-slim) from the suite's
         engine to where the docker.io mirror looks for it (library/ for official images)."""
         name = image if "/" in image.split(":")[0] else f"library/{image}"
+        self.copy_from_engine(image, f"{self.host}/{name}")
+
+    def copy_from_engine(self, image: str, name: str) -> None:
+        """Push the suite's engine's `image` to the registry as `name` (host/name:tag)."""
         skopeo(
             "copy",
             "--quiet",
@@ -66,8 +70,18 @@ insecure = true
             "--dest-creds",
             self.creds(),
             f"docker-daemon:{image}",
-            f"docker://{self.host}/{name}",
+            f"docker://{name}",
         )
+
+    def has(self, image: str) -> bool:
+        """Whether the registry has a manifest for `image` (host/name:tag)."""
+        inspect = [require("skopeo"), "inspect", "--raw", "--tls-verify=false"]
+        result = run([*inspect, "--creds", self.creds(), f"docker://{image}"], check=False)
+        return result.returncode == 0
+
+    def delete(self, image: str) -> None:
+        """Delete `image` (host/name:tag) as a cleanup policy does: its manifest and tag."""
+        skopeo("delete", "--tls-verify=false", "--creds", self.creds(), f"docker://{image}")
 
     def digest(self, image: str) -> str:
         """The manifest digest (sha256:...) the registry holds for `image` (host/name:tag)."""
@@ -99,6 +113,9 @@ log:
 storage:
   filesystem:
     rootdirectory: {root}/data
+  # Deleting manifests, as GitLab's cleanup policies delete tags.
+  delete:
+    enabled: true
 http:
   addr: {host}
 auth:

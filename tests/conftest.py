@@ -40,7 +40,7 @@ from harness.engine import (
     use_suite_engine,
 )
 from harness.git import commit_all, git
-from harness.pipeline import BUILDER_DOCKERFILE, make_ci_repo
+from harness.pipeline import make_ci_repo
 from harness.postgres import Postgres, postgres_server
 from harness.releases import two_releases
 from harness.render import bake, default_answers
@@ -204,9 +204,8 @@ def rendered(cookies_session: Any) -> Callable[..., Path]:
 def ci_repo(rendered: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git repository of the generated project with an origin, as a runner sees it.
 
-    Branches: main (default, pushed to origin), feature (one commit ahead), builder
-    (changes the builder Dockerfile), lock (changes Cargo.lock). Tags: v1.0.0,
-    v1.1.0-rc.1, release/1.0 and foo on main, v1.1.0-builder on builder
+    Branches: main (default, pushed to origin), feature (one commit ahead), lock
+    (changes Cargo.lock). Tags: v1.0.0, v1.1.0-rc.1, release/1.0 and foo on main
     (harness.pipeline.PIPELINES uses them all).
     """
     repo = make_ci_repo(rendered(), tmp_path_factory.mktemp("ci-repo"))
@@ -215,11 +214,6 @@ def ci_repo(rendered: Callable[..., Path], tmp_path_factory: pytest.TempPathFact
     git(repo, "checkout", "-q", "-b", "feature")
     (repo / "src" / "feature.txt").write_text("a feature\n")
     commit_all(repo, "feature")
-    git(repo, "checkout", "-q", "-b", "builder", "main")
-    with (repo / BUILDER_DOCKERFILE).open("a") as f:
-        f.write("# a change to the builder image\n")
-    commit_all(repo, "builder change")
-    git(repo, "tag", "v1.1.0-builder")
     git(repo, "checkout", "-q", "-b", "lock", "main")
     with (repo / "Cargo.lock").open("a") as f:
         f.write("# a change to the lock file\n")

@@ -26,6 +26,7 @@ from harness.containers import (
     render,
 )
 from harness.engine import docker_env, require_compose
+from harness.pipeline import GITLAB_CI, load_ci
 from harness.processes import require, run
 from harness.render import DEFAULT_SLUG, default_answers
 
@@ -50,9 +51,10 @@ def dockerfile_args(text: str) -> dict[str, str]:
     return dict(re.findall(r"^ARG (\w+)=(\S*)$", text, flags=re.M))
 
 
-def resolved_from_lines(dockerfile: str) -> list[str]:
-    """Each FROM line's image with the ARG defaults applied (ARGs may name ARGs)."""
-    args = dockerfile_args(dockerfile)
+def resolved_from_lines(dockerfile: str, build_args: dict[str, str] | None = None) -> list[str]:
+    """Each FROM line's image with the ARG defaults and `build_args` applied (ARGs may name
+    ARGs)."""
+    args = {**dockerfile_args(dockerfile), **(build_args or {})}
     refs = []
     for ref in re.findall(r"^FROM (\S+)", dockerfile, flags=re.M):
         while "${" in ref:
@@ -155,8 +157,10 @@ def test_generated_dockerfiles_name_the_official_base_images(
         assert resolved_from_lines((project / "dev.Dockerfile").read_text()) == [
             f"rust:{rust}-{release}"
         ]
+        # The builder's versions are build arguments from the pipeline's variables.
         builder = (project / "ci" / "builder.Dockerfile").read_text()
-        assert resolved_from_lines(builder) == [f"rust:{rust}-{release}"]
+        variables = load_ci(project / GITLAB_CI)["variables"]
+        assert resolved_from_lines(builder, variables) == [f"rust:{rust}-{release}"]
         assert dockerfile_args(builder)["RUST_IMAGE"] == "rust:${RUST_VERSION}-${DEBIAN_RELEASE}"
 
 

@@ -10,8 +10,10 @@ the real runs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import shutil
 import subprocess
 import tomllib
 from collections.abc import Callable
@@ -24,7 +26,9 @@ import yaml
 from harness.pipeline import (
     BRANCH_PIPELINE,
     BUILDER_DOCKERFILE,
+    BUILDER_SCRIPT,
     CARGO_JOBS,
+    COVERAGE_REPORT,
     DENY_JOBS,
     GITHUB_WORKFLOW,
     GITLAB_CI,
@@ -36,6 +40,8 @@ from harness.pipeline import (
     SLUG,
     STAGES,
     TAG_PIPELINE,
+    builder_build_args,
+    expand,
     load_ci,
     preview,
 )
@@ -43,9 +49,9 @@ from harness.processes import require, run
 
 BACKENDS = ["local", "s3", "gcs", "redis"]
 PROVIDERS = {
-    "gitlab": {GITLAB_CI, BUILDER_DOCKERFILE, RELEASE_NOTES},
+    "gitlab": {GITLAB_CI, BUILDER_DOCKERFILE, BUILDER_SCRIPT, RELEASE_NOTES},
     "github": {GITHUB_WORKFLOW, RELEASE_NOTES},
-    "both": {GITLAB_CI, BUILDER_DOCKERFILE, RELEASE_NOTES, GITHUB_WORKFLOW},
+    "both": {GITLAB_CI, BUILDER_DOCKERFILE, BUILDER_SCRIPT, RELEASE_NOTES, GITHUB_WORKFLOW},
     "none": set(),
 }
 # Tags and whether they are release tags (publish, release and deploy run for those).
@@ -216,21 +222,42 @@ def test_gitlab_ci_follows_the_pipeline_contract(rendered: Render, ci_repo: Path
     ]
     assert test["artifacts"]["when"] == "always"
     assert test["artifacts"]["reports"] == {"junit": JUNIT_REPORT}
-    # Deny: deny.toml's checks in the builder image, after a builder image built in the
-    # same pipeline; the cargo jobs' registry cache, pulled only (nothing is compiled).
+    # Deny: deny.toml's checks in the builder image, once builder-image has found or built
+    # it; the cargo jobs' registry cache, pulled only (nothing is compiled).
     assert jobs["deny"]["script"] == ["cargo deny --locked check licenses bans sources"]
     assert jobs["deny-advisories"]["script"] == ["cargo deny --locked check advisories"]
     for name in DENY_JOBS:
         job = jobs[name]
         assert job["stage"] == "check", name
         assert job["image"]["name"] == "$BUILDER_IMAGE", name
-        assert job["needs"] == [{"job": "builder-image", "artifacts": True, "optional": True}], name
+        assert job["needs"] == [{"job": "builder-image", "artifacts": True, "optional": False}], (
+            name
+        )
         assert job["variables"]["CARGO_HOME"] == caching["variables"]["CARGO_HOME"], name
         [cache] = job["cache"]
         assert cache["key"] == caching["cache"][0]["key"], name
         assert cache["paths"] == caching["cache"][0]["paths"], name
         assert cache["policy"] == "pull", name
     assert test["artifacts"]["paths"] == [JUNIT_REPORT]
+    # Coverage: tarpaulin's LLVM engine (no llvm-tools component), a Cobertura report
+    # GitLab reads, kept under paths too; the regex reads tarpaulin's summary line. Merge
+    # requests and the default branch only.
+    coverage = jobs["coverage"]
+    assert coverage["stage"] == "test"
+    assert coverage["script"][0] == (
+        f"cargo tarpaulin --locked --engine llvm --skip-clean --out Xml --output-dir "
+        f"{Path(COVERAGE_REPORT).parent}"
+    )
+    assert coverage["artifacts"]["reports"]["coverage_report"] == {
+        "coverage_format": "cobertura",
+        "path": COVERAGE_REPORT,
+    }
+    assert coverage["artifacts"]["paths"] == [COVERAGE_REPORT]
+    assert re.search(coverage["coverage"].strip("/"), "67.59% coverage, 417/617 lines covered")
+    assert coverage["rules"] == [
+        {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'},
+        {"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"},
+    ]
     nextest = tomllib.loads((rendered() / NEXTEST_CONFIG).read_text())
     assert nextest["profile"]["ci"]["junit"]["path"] == Path(JUNIT_REPORT).name
     assert Path(JUNIT_REPORT).parent == Path("target/nextest/ci")
@@ -261,7 +288,17 @@ def test_gitlab_ci_follows_the_pipeline_contract(rendered: Render, ci_repo: Path
     assert publish["variables"]["BUILDAH_ISOLATION"] == "chroot"
     assert publish["variables"]["BUILDAH_FORMAT"] == "docker"
     assert "services" not in publish
-    assert jobs["builder-image"]["before_script"] == publish["before_script"]
+    # Builder image: the same Buildah and login; ci/builder-image.sh decides whether to
+    # build; one job per builder tag at a time, across pipelines.
+    builder = jobs["builder-image"]
+    assert builder["before_script"] == publish["before_script"]
+    assert builder["image"] == publish["image"]
+    assert builder["script"] == [f"sh {BUILDER_SCRIPT}"]
+    assert builder["resource_group"] == "builder-image/$BUILDER_TAG"
+    assert jobs["check"]["needs"] == [
+        {"job": "builder-image", "artifacts": True, "optional": False}
+    ]
+    assert ci["variables"]["BUILDER_IMAGE"] == "$CI_REGISTRY_IMAGE/builder:$BUILDER_TAG"
     assert jobs["build"]["artifacts"]["paths"] == [f"target/release/{SLUG}"]
     # Release: GitLab's CLI image pinned in `variables:`, notes from ci/release-notes.sh.
     release = jobs["release"]
@@ -321,19 +358,8 @@ def test_gitlab_workflow_and_rules_encode_the_pipelines(ci_repo: Path) -> None:
     }
     assert ci["check"]["rules"] == [branch_or_merge_request]
     assert ci["test"]["rules"] == [branch_or_merge_request, {"if": release_tag}]
-    on_demand, default_branch, others = ci["builder-image"]["rules"]
-    assert on_demand == {"if": '$CI_COMMIT_BRANCH && $BUILD_BUILDER_IMAGE == "true"'}
-    assert default_branch == {
-        "if": '$CI_PIPELINE_SOURCE == "push" && $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH',
-        "changes": [BUILDER_DOCKERFILE],
-    }
-    assert others == {
-        **branch_or_merge_request,
-        "changes": {
-            "paths": [BUILDER_DOCKERFILE],
-            "compare_to": "refs/heads/$CI_DEFAULT_BRANCH",
-        },
-    }
+    # Every pipeline that runs a job in the builder image runs builder-image first.
+    assert ci["builder-image"]["rules"] == [branch_or_merge_request, {"if": release_tag}]
 
 
 @pytest.mark.parametrize(
@@ -373,30 +399,94 @@ def test_sccache_backend_answer_selects_variables_features_and_docs(
     assert {
         name for name in ci_vars if name.startswith("SCCACHE_") and name != "SCCACHE_CACHE_SIZE"
     } == variables
-    dockerfile = (project / BUILDER_DOCKERFILE).read_text()
-    assert f"ARG SCCACHE_FEATURES={features}\n" in dockerfile
+    # The backend compiled into the builder's sccache, named by the builder's tag.
+    variables = load_ci(project / GITLAB_CI)["variables"]
+    assert variables["SCCACHE_FEATURES"] == features
+    assert ("-$SCCACHE_FEATURES-" in variables["BUILDER_TAG"]) is bool(features)
 
 
 # The crates ci/builder.Dockerfile installs with `cargo install`, and their version pins.
-BUILDER_TOOLS = {"cargo-nextest": "NEXTEST_VERSION", "cargo-deny": "DENY_VERSION"}
+BUILDER_TOOLS = {
+    "cargo-nextest": "NEXTEST_VERSION",
+    "cargo-deny": "DENY_VERSION",
+    "cargo-tarpaulin": "TARPAULIN_VERSION",
+}
 
 
-def test_builder_dockerfile_pins_versions_and_passes_hadolint(rendered: Render) -> None:
+def test_builder_dockerfile_takes_every_version_from_the_pipeline_and_passes_hadolint(
+    rendered: Render,
+) -> None:
+    """One Dockerfile for every answer (no versions in it: build arguments from
+    `variables:`), whose hash BUILDER_DOCKERFILE_SHA256 holds; a tag naming every input."""
     tool = require("hadolint")
     project = rendered()
-    dockerfile = (project / BUILDER_DOCKERFILE).read_text()
-    ci_vars = load_ci(project / GITLAB_CI)["variables"]
-    for name in ("RUST_VERSION", "DEBIAN_RELEASE", "SCCACHE_VERSION", *BUILDER_TOOLS.values()):
-        assert f"ARG {name}={ci_vars[name]}\n" in dockerfile, name
-        # The image's tag names every pinned version, and the builder-image job passes it.
-        assert f"${name}" in ci_vars["BUILDER_IMAGE"], name
-    assert "rustup component add rustfmt clippy" in dockerfile
+    dockerfile = (project / BUILDER_DOCKERFILE).read_bytes()
+    others = [{"sccache_backend": "redis"}, {"database": "postgres", "debian_release": "trixie"}]
+    for answers in others:
+        assert (rendered(**answers) / BUILDER_DOCKERFILE).read_bytes() == dockerfile, answers
+    variables = load_ci(project / GITLAB_CI)["variables"]
+    digest = hashlib.sha256(dockerfile).hexdigest()
+    assert variables["BUILDER_DOCKERFILE_SHA256"] == digest[:12], (
+        f"{BUILDER_DOCKERFILE} changed: BUILDER_DOCKERFILE_SHA256 in the template's "
+        f'.gitlab-ci.yml should be "{digest[:12]}"'
+    )
+    build_args = builder_build_args(project)
+    assert set(build_args) == {
+        "RUST_VERSION", "DEBIAN_RELEASE", "SCCACHE_VERSION", "SCCACHE_FEATURES",
+        *BUILDER_TOOLS.values(),
+    }  # fmt: skip
+    text = dockerfile.decode()
+    for name in build_args:
+        assert re.search(rf"^ARG {name}(=\"\")?$", text, re.M), name
+        assert name in variables, name
+    for name in {*build_args, "BUILDER_DOCKERFILE_SHA256"} - {"SCCACHE_FEATURES"}:
+        assert f"-${name}" in variables["BUILDER_TAG"], name
+    # A tag of Docker's alphabet and length, once expanded.
+    tag = expand(variables["BUILDER_TAG"], variables)
+    assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag), tag
+    assert "rustup component add rustfmt clippy" in text
     for crate, name in BUILDER_TOOLS.items():
-        assert f'--locked --root /usr/local \\\n        "{crate}@${{{name}}}"' in dockerfile, crate
-    builder_job = " ".join(load_ci(project / GITLAB_CI)["builder-image"]["script"])
-    for name in ("SCCACHE_VERSION", *BUILDER_TOOLS.values()):
-        assert f"--build-arg {name}" in builder_job, name
+        assert f'--locked --root /usr/local \\\n        "{crate}@${{{name}}}"' in text, crate
     run([tool, "--failure-threshold", "warning", str(project / BUILDER_DOCKERFILE)])
+
+
+def builder_script(project: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    """ci/builder-image.sh with the pipeline's variables (and these), as the job runs it;
+    the checks before it asks the registry need no Buildah."""
+    ci_vars = load_ci(project / GITLAB_CI)["variables"]
+    known = {**ci_vars, "CI_REGISTRY_IMAGE": f"registry.localhost/group/{SLUG}", **variables}
+    needed = ["BUILDER_IMAGE", "BUILDER_DOCKERFILE_SHA256", *builder_build_args(project)]
+    env = {"PATH": "/usr/bin:/bin"} | {name: expand(known[name], known) for name in needed}
+    return subprocess.run(
+        ["sh", BUILDER_SCRIPT], cwd=project, env=env, capture_output=True, text=True, check=False
+    )
+
+
+def test_builder_script_refuses_an_edited_dockerfile_and_a_tag_missing_an_input(
+    rendered: Render, tmp_path: Path
+) -> None:
+    """Both checks stop the job before the registry is asked, with one line saying what
+    to change."""
+    project = tmp_path / "project"
+    shutil.copytree(rendered(), project)
+    dockerfile = project / BUILDER_DOCKERFILE
+    dockerfile.write_text(dockerfile.read_text() + "RUN true\n")
+    edited = builder_script(project)
+    digest = hashlib.sha256(dockerfile.read_bytes()).hexdigest()[:12]
+    assert edited.returncode == 1
+    assert edited.stderr == (
+        f"{BUILDER_DOCKERFILE} changed: set BUILDER_DOCKERFILE_SHA256 to "
+        f'"{digest}" in .gitlab-ci.yml\n'
+    )
+    # A backend compiled in that the tag does not name: the tag would not say what it holds.
+    unnamed = builder_script(rendered(), SCCACHE_FEATURES="redis")
+    assert unnamed.returncode == 1
+    variables = load_ci(project / GITLAB_CI)["variables"]
+    tag = expand(variables["BUILDER_TAG"], variables)
+    assert unnamed.stderr == (
+        f"BUILDER_IMAGE's tag {tag} does not name SCCACHE_FEATURES (redis): "
+        "add -$SCCACHE_FEATURES to it\n"
+    )
 
 
 # ------------------------------------------------------------------ Renovate
@@ -407,6 +497,7 @@ RENOVATE_TOOLS = {
     "sccache": "SCCACHE_VERSION",
     "cargo-nextest": "NEXTEST_VERSION",
     "cargo-deny": "DENY_VERSION",
+    "cargo-tarpaulin": "TARPAULIN_VERSION",
     "quay.io/buildah/stable": "BUILDAH_VERSION",
     "gitlab-org/cli": "GLAB_VERSION",
     "kubernetes/kubernetes": "KUBECTL_VERSION",
@@ -416,7 +507,7 @@ RENOVATE_TOOLS = {
 
 def test_renovate_config_is_valid_and_finds_every_pinned_tool(rendered: Render) -> None:
     """renovate.json against Renovate's schema; its regex managers find every tool pin of
-    the CI files and the builder Dockerfile, with the pinned value, and nothing else. The
+    the CI files, with the pinned value, and nothing else. The
     patterns are JavaScript regexes; apart from named groups Python reads them the same."""
     project = rendered(ci_provider="both", deploy_target="kubernetes", database="postgres")
     run(
@@ -452,9 +543,6 @@ def test_renovate_config_is_valid_and_finds_every_pinned_tool(rendered: Render) 
         expected[tool] = {
             (name, pinned[variable]) for name, pinned in pins.items() if variable in pinned
         }
-        arg = re.search(rf"^ARG {variable}=(\S+)$", files[BUILDER_DOCKERFILE], re.MULTILINE)
-        if arg:
-            expected[tool].add((BUILDER_DOCKERFILE, arg.group(1)))
     assert found == expected
     # Every tool pin of the GitLab file has its manager.
     assert {name for name in gitlab if name.endswith("_VERSION")} - {"RUST_VERSION"} == set(
@@ -638,8 +726,11 @@ def github_jobs_run(flow: dict, event: Event) -> set[str]:
 def test_github_runs_the_jobs_gitlab_runs_for_each_event(
     workflow: Path, event: Event, jobs: dict[str, str]
 ) -> None:
-    """The `on:` filters, `if:`s and `needs:` evaluated as Actions does."""
-    assert github_jobs_run(yaml.safe_load(workflow.read_text()), event) == set(jobs)
+    """The `on:` filters, `if:`s and `needs:` evaluated as Actions does. GitHub's jobs
+    install their tools themselves: no builder image. Coverage is GitLab's (its merge
+    requests show Cobertura reports; GitHub has no such view)."""
+    expected = set(jobs) - {"builder-image"}
+    assert github_jobs_run(yaml.safe_load(workflow.read_text()), event) == expected
 
 
 def test_github_release_tags_are_gitlabs(workflow: Path) -> None:
@@ -743,15 +834,19 @@ def test_postgres_ci_runs_the_compose_image_beside_the_test_job_and_checks_sqlx(
     assert re.fullmatch(rf"postgres:\d+\.\d+-{release}", image), image
     gitlab = load_ci(project / GITLAB_CI)
     variables = gitlab["variables"]
-    (service,) = gitlab["test"]["services"]
+    # The test and coverage jobs both run the tests: both get the service.
+    for name in ("test", "coverage"):
+        assert gitlab[name]["extends"] == [".caching_rust", ".postgres"], name
+    postgres = gitlab[".postgres"]
+    (service,) = postgres["services"]
     expanded = (
         service["name"]
         .replace("$POSTGRES_VERSION", variables["POSTGRES_VERSION"])
         .replace("$DEBIAN_RELEASE", variables["DEBIAN_RELEASE"])
     )
     assert expanded == image
-    url = gitlab["test"]["variables"]["DATABASE_URL"]
-    password = gitlab["test"]["variables"]["POSTGRES_PASSWORD"]
+    url = postgres["variables"]["DATABASE_URL"]
+    password = postgres["variables"]["POSTGRES_PASSWORD"]
     assert url == f"postgres://postgres:{password}@{service['alias']}:5432/postgres"
     assert gitlab["test"]["script"][-2] == "bash ci/sqlx-metadata.sh --check"
     github = yaml.safe_load((project / GITHUB_WORKFLOW).read_text())["jobs"]["test"]
@@ -766,6 +861,6 @@ def test_postgres_ci_runs_the_compose_image_beside_the_test_job_and_checks_sqlx(
     assert (project / "ci" / "sqlx-metadata.sh").is_file()
 
     default = rendered(ci_provider="both")
-    assert "services" not in load_ci(default / GITLAB_CI)["test"]
+    assert ".postgres" not in load_ci(default / GITLAB_CI)
     assert "POSTGRES_VERSION" not in load_ci(default / GITLAB_CI)["variables"]
     assert "services" not in yaml.safe_load((default / GITHUB_WORKFLOW).read_text())["jobs"]["test"]

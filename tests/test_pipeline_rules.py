@@ -47,6 +47,11 @@ def test_gitlab_ci_local_alone_ignores_the_workflow(ci_repo: Path) -> None:
     assert pipeline_jobs(ci_repo, source) == {}
 
 
-def test_check_waits_for_a_builder_image_built_in_the_same_pipeline(ci_repo: Path) -> None:
-    check = next(job for job in list_jobs(ci_repo, "builder") if job["name"] == "check")
-    assert check["needs"] == [{"job": "builder-image", "artifacts": True, "optional": True}]
+def test_jobs_in_the_builder_image_wait_for_the_builder_image_job(ci_repo: Path) -> None:
+    """check and the deny jobs start once builder-image has found or built $BUILDER_IMAGE;
+    build and test are in later stages."""
+    jobs = {job["name"]: job for job in list_jobs(ci_repo, "lock")}
+    for name in ("check", "deny", "deny-advisories"):
+        assert jobs[name]["needs"] == [
+            {"job": "builder-image", "artifacts": True, "optional": False}
+        ], name

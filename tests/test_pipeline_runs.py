@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +32,8 @@ from harness.engine import docker
 from harness.git import git, init_repo
 from harness.kubernetes import closed_port_kubeconfig
 from harness.pipeline import (
+    BUILDER_DOCKERFILE,
+    COVERAGE_REPORT,
     GITLAB_CI,
     JUNIT_REPORT,
     SLUG,
@@ -37,13 +41,14 @@ from harness.pipeline import (
     Pipeline,
     build_builder_image,
     build_helper_image,
+    builder_image_name,
     job_service,
     job_service_override,
     load_ci,
     make_ci_repo,
     output_of,
     pipeline_for,
-    publishing_registry,
+    project_registry,
     run_tag_pipeline,
     runner_docker,
     sccache_stats,
@@ -56,7 +61,7 @@ from harness.registry import Registry
 # The container tier's engine, base images and container fixtures.
 Render = Callable[..., Path]  # the `rendered` fixture (tests/conftest.py)
 # A branch pipeline of the default answers, all green.
-BRANCH_RESULT = {"check": "PASS", "deny": "PASS", "test": "PASS"}
+BRANCH_RESULT = {"builder-image": "PASS", "check": "PASS", "deny": "PASS", "test": "PASS"}
 
 
 # Appended to the generated tests/api.rs to make the test job fail.
@@ -88,27 +93,31 @@ def helper_image(pipeline_engine: str, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="module")
-def default_pipeline(
-    builder_image: str,
-    helper_image: str,
-    rendered: Render,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Pipeline:
-    root = tmp_path_factory.mktemp("pipeline")
-    return pipeline_for(rendered(), root, builder_image, helper_image)
-
-
-@pytest.fixture(scope="module")
-def publish_registry(default_pipeline: Pipeline) -> Iterator[Registry]:
-    """The registry the image jobs publish to (harness.pipeline.publishing_registry)."""
-    with publishing_registry(default_pipeline.repo) as started:
+def ci_registry(pipeline_engine: str, rendered: Render) -> Iterator[Registry]:
+    """The project's registry (harness.pipeline.project_registry): builder-image asks it
+    for $BUILDER_IMAGE, publish pushes to it."""
+    with project_registry(rendered()) as started:
         yield started
 
 
 @pytest.fixture(scope="module")
-def publishing_runner(tmp_path_factory: pytest.TempPathFactory) -> str:
+def buildah_runner(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The docker CLI of a runner that lets Buildah's RUN steps unshare (README, "CI")."""
     return runner_docker(tmp_path_factory.mktemp("runner"))
+
+
+@pytest.fixture(scope="module")
+def default_pipeline(
+    builder_image: str,
+    helper_image: str,
+    ci_registry: Registry,
+    buildah_runner: str,
+    rendered: Render,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Pipeline:
+    """The default answers' pipeline, its builder image in the registry already."""
+    root = tmp_path_factory.mktemp("pipeline")
+    return pipeline_for(rendered(), root, builder_image, helper_image, ci_registry, buildah_runner)
 
 
 @pytest.fixture
@@ -136,6 +145,16 @@ def test_branch_pipeline_runs_check_and_test_and_the_warm_run_hits_the_cache(
         times[run_name] = time.monotonic() - started
         outputs[run_name] = output_of(result)
         assert default_pipeline.result(outputs[run_name]) == BRANCH_RESULT
+    # builder-image found $BUILDER_IMAGE in the registry, and the jobs that need it started
+    # after it finished.
+    cold = outputs["cold"].splitlines()
+    builder = builder_image_name(repo, default_pipeline.registry_image)
+    assert f"{builder} is in the registry: nothing to build" in job_lines(
+        outputs["cold"], "builder-image"
+    )
+    finished = line_index(cold, r"builder-image +finished in ")
+    for job in ("check", "deny"):
+        assert line_index(cold, rf"{job} +starting {re.escape(builder)} ") > finished, job
     # Warm: target/ came back from the cache without the service crate (the cargo jobs'
     # after_script cleans it), so only that crate is compiled, and sccache, which cached
     # it in the cold run, misses nothing (the Redis test below shows sccache's own hits).
@@ -151,6 +170,88 @@ def test_branch_pipeline_runs_check_and_test_and_the_warm_run_hits_the_cache(
         f"\nbranch pipeline: cold {times['cold']:.0f} s, warm {times['warm']:.0f} s, "
         f"ratio {ratio:.2f}"
     )
+
+
+# A team's own builder Dockerfile, small enough to build in seconds: it writes down the
+# build arguments it got, as the real one installs the versions they name.
+TEAM_BUILDER = """ARG DEBIAN_RELEASE
+FROM debian:${DEBIAN_RELEASE}-slim
+ARG RUST_VERSION
+ARG SCCACHE_VERSION
+ARG SCCACHE_FEATURES=""
+ARG NEXTEST_VERSION
+ARG DENY_VERSION
+RUN echo "rust $RUST_VERSION nextest $NEXTEST_VERSION deny $DENY_VERSION" > /builder-inputs
+"""
+
+
+def set_variable(repo: Path, name: str, value: str, message: str) -> None:
+    """Change one of .gitlab-ci.yml's `variables:` and commit, as a team does."""
+    ci = repo / GITLAB_CI
+    text, count = re.subn(rf'^  {name}: ".*"$', f'  {name}: "{value}"', ci.read_text(), flags=re.M)
+    assert count == 1, name
+    ci.write_text(text)
+    git(repo, "commit", "-q", "-am", message)
+
+
+@pytest.mark.pipeline
+def test_builder_image_job_builds_a_missing_tag_once_reuses_it_and_rebuilds_it_if_deleted(
+    default_pipeline: Pipeline, ci_registry: Registry
+) -> None:
+    """The builder-image job as generated, on a branch with a team's own builder Dockerfile
+    (small: the real one takes 15 minutes in Buildah here; docs/pipeline.md), against the
+    project's registry on loopback."""
+    pipeline, repo = default_pipeline, default_pipeline.repo
+
+    def builder_job() -> tuple[str, list[str]]:
+        output = output_of(pipeline.run("builder-image", check=False))
+        verdict = pipeline.result(output).get("builder-image", "none")
+        return verdict, job_lines(output, "builder-image")
+
+    with on_branch(repo, "team-builder"):
+        dockerfile = repo / BUILDER_DOCKERFILE
+        dockerfile.write_text(TEAM_BUILDER)
+        git(repo, "commit", "-q", "-am", "our own builder")
+        # The edited Dockerfile is refused until its hash is in `variables:`.
+        verdict, lines = builder_job()
+        digest = hashlib.sha256(dockerfile.read_bytes()).hexdigest()[:12]
+        assert verdict == "FAIL", lines
+        expected = f'{BUILDER_DOCKERFILE} changed: set BUILDER_DOCKERFILE_SHA256 to "{digest}"'
+        assert f"{expected} in .gitlab-ci.yml" in lines, lines
+        set_variable(repo, "BUILDER_DOCKERFILE_SHA256", digest, "the builder's new hash")
+        first = builder_image_name(repo, pipeline.registry_image)
+        assert digest in first and not ci_registry.has(first)
+        # Missing: built and pushed.
+        verdict, lines = builder_job()
+        assert verdict == "PASS", lines
+        assert f"{first} is not in the registry: building it" in lines, lines
+        pushed = ci_registry.digest(first)
+        # Present: reused, not rebuilt, not pushed again.
+        verdict, lines = builder_job()
+        assert verdict == "PASS", lines
+        assert f"{first} is in the registry: nothing to build" in lines, lines
+        assert not any(line.startswith("STEP ") for line in lines), lines
+        assert ci_registry.digest(first) == pushed
+        # A version bump is a new tag, built; the old tag keeps its image.
+        set_variable(repo, "NEXTEST_VERSION", "0.9.999", "a newer nextest")
+        second = builder_image_name(repo, pipeline.registry_image)
+        assert second != first and "nextest-0.9.999" in second
+        verdict, lines = builder_job()
+        assert verdict == "PASS", lines
+        assert f"{second} is not in the registry: building it" in lines, lines
+        assert ci_registry.has(second) and ci_registry.digest(first) == pushed
+        # Deleted by a cleanup: the next pipeline builds it again.
+        ci_registry.delete(second)
+        assert not ci_registry.has(second)
+        verdict, lines = builder_job()
+        assert verdict == "PASS", lines
+        assert f"{second} is not in the registry: building it" in lines, lines
+        assert ci_registry.has(second)
+
+
+def line_index(lines: list[str], pattern: str) -> int:
+    """The index of the first line that `pattern` matches at its start."""
+    return next(i for i, line in enumerate(lines) if re.match(pattern, line))
 
 
 @contextlib.contextmanager
@@ -227,6 +328,32 @@ def test_test_job_fails_on_a_failing_test_and_its_junit_report_names_it(
     assert cases.get("deliberately_failing") is False, (cases, output[-3000:])
     assert {name for name, passed in cases.items() if not passed} == {"deliberately_failing"}
     assert cases["a_name_is_greeted"] is True, cases
+
+
+@pytest.mark.pipeline
+def test_coverage_job_writes_a_cobertura_report_and_the_percentage_its_regex_reads(
+    default_pipeline: Pipeline,
+) -> None:
+    """The coverage job as a default-branch pipeline runs it: cargo-tarpaulin's LLVM engine
+    in the builder image (no llvm-tools component), a Cobertura report of the service's
+    sources, and a summary line whose percentage, as the job's `coverage:` regex reads it
+    from the log (GitLab's RE2 and Python's re agree on it), is the report's line rate."""
+    repo = default_pipeline.repo
+    git(repo, "checkout", "-q", "main")
+    report = repo / ".gitlab-ci-local" / "artifacts" / "coverage" / COVERAGE_REPORT
+    report.unlink(missing_ok=True)
+    output = output_of(default_pipeline.run("coverage", check=False))
+    assert default_pipeline.result(output) == {"coverage": "PASS"}, output[-3000:]
+    root = ElementTree.parse(report).getroot()
+    assert root.tag == "coverage", root.tag
+    files = {element.get("filename") for element in root.iter("class")}
+    assert {"src/lib.rs", "src/routes.rs"} <= files, files
+    regex = re.compile(load_ci(repo / GITLAB_CI)["coverage"]["coverage"].strip("/"))
+    found = [match[0] for line in job_lines(output, "coverage") if (match := regex.search(line))]
+    assert found, output[-3000:]
+    percent = float(found[-1].split("%")[0])
+    assert percent == pytest.approx(float(root.get("line-rate", "0")) * 100, abs=0.01)
+    assert 20 < percent < 100, percent
 
 
 @pytest.mark.pipeline
@@ -340,11 +467,7 @@ def job_lines(output: str, job: str) -> list[str]:
 
 @pytest.mark.pipeline
 def test_tag_pipeline_builds_publishes_an_image_that_answers_and_writes_release_notes(
-    default_pipeline: Pipeline,
-    publish_registry: Registry,
-    publishing_runner: str,
-    run_container: Callable[..., Container],
-    tmp_path: Path,
+    default_pipeline: Pipeline, ci_registry: Registry, run_container: Callable[..., Container]
 ) -> None:
     """Build, test and publish as written: publish logs in to a registry, builds with
     Buildah and pushes; the image pulled back by digest answers. The release job's script
@@ -358,8 +481,9 @@ def test_tag_pipeline_builds_publishes_an_image_that_answers_and_writes_release_
     git(repo, "push", "-q", "origin", "main")
     git(repo, "tag", "-f", "v1.0.0")
     git(repo, "checkout", "-q", "v1.0.0")
-    output = run_tag_pipeline(default_pipeline, publish_registry, publishing_runner, tmp_path)
+    output = run_tag_pipeline(default_pipeline)
     assert default_pipeline.result(output) == {
+        "builder-image": "PASS",
         "deny": "PASS",
         "build": "PASS",
         "test": "PASS",
@@ -370,11 +494,11 @@ def test_tag_pipeline_builds_publishes_an_image_that_answers_and_writes_release_
     binary = repo / ".gitlab-ci-local" / "artifacts" / "build" / "target" / "release" / SLUG
     assert binary.read_bytes()[:4] == b"\x7fELF"
     # The pushed image, by its digest, into an engine that has no copy of it.
-    pushed = f"{publish_registry.host}/group/{SLUG}"
-    digest = publish_registry.digest(f"{pushed}:v1.0.0")
+    pushed = f"{ci_registry.host}/group/{SLUG}"
+    digest = ci_registry.digest(f"{pushed}:v1.0.0")
     image = f"{TEST_REGISTRY}/{SLUG}:v1.0.0"
     docker("image", "rm", "-f", image, check=False)
-    publish_registry.copy_to_engine(f"{pushed}@{digest}", image)
+    ci_registry.copy_to_engine(f"{pushed}@{digest}", image)
     container = run_container(image)
     assert container.get("/Pete") == (200, "Hello Pete!")
     # The job prints the notes it wrote for the release keyword (job output: "release > ").
@@ -385,15 +509,15 @@ def test_tag_pipeline_builds_publishes_an_image_that_answers_and_writes_release_
 
 @pytest.mark.pipeline
 def test_publish_with_a_wrong_registry_password_fails_at_the_login(
-    default_pipeline: Pipeline, publish_registry: Registry, publishing_runner: str, tmp_path: Path
+    default_pipeline: Pipeline, ci_registry: Registry
 ) -> None:
     """The registry refuses the login, and nothing is built: the job stops at its
     before_script with Buildah's message."""
     repo = default_pipeline.repo
     git(repo, "tag", "-f", "v1.0.0")
     git(repo, "checkout", "-q", "v1.0.0")
-    wrong = dataclasses.replace(publish_registry, password="not-the-password")
-    output = run_tag_pipeline(default_pipeline, wrong, publishing_runner, tmp_path, "publish")
+    wrong = dataclasses.replace(ci_registry, password="not-the-password")
+    output = run_tag_pipeline(default_pipeline, "publish", registry=wrong)
     git(repo, "checkout", "-q", "main")
     assert default_pipeline.result(output) == {"publish": "FAIL"}, output[-3000:]
     refused = f'Error: logging into "{wrong.host}": invalid username/password'
@@ -434,7 +558,8 @@ def test_production_deploy_only_for_tags_on_the_default_branch(
     output = output_of(result)
     assert default_pipeline.result(output) == {"deploy-production": verdict}
     if on_default_branch:
-        assert f"would deploy {TEST_REGISTRY}/{SLUG}:{tag} to the production environment" in output
+        image = f"{default_pipeline.registry_image}:{tag}"
+        assert f"would deploy {image} to the production environment" in output
     else:
         assert f"refusing to deploy {tag}" in output
 
@@ -549,7 +674,8 @@ def test_postgres_test_job_runs_the_tests_and_the_metadata_check_against_its_ser
     pipeline = pipeline_for(rendered(database="postgres"), tmp_path, builder_image, helper_image)
     repo = pipeline.repo
     ci = load_ci(repo / GITLAB_CI)
-    job, variables = ci["test"], ci["variables"]
+    job, variables = ci[".postgres"], ci["variables"]
+    assert ".postgres" in ci["test"]["extends"]
     (service,) = job["services"]
     assert service["alias"] == "postgres"
     image = (
