@@ -394,15 +394,14 @@ class Pipeline:
         if builder:
             self.provide_builder()
 
-    def provide_builder(self) -> str:
+    def provide_builder(self) -> None:
         """`builder` under the name the repository's $BUILDER_IMAGE has now: in the engine,
         where the cargo jobs find it (the runner's image cache), and in the registry,
-        where builder-image finds it. Returns that name."""
+        where builder-image finds it."""
         name = builder_image_name(self.repo, self.registry_image)
         docker("tag", self.builder, name)
         if self.registry and not self.registry.has(name):
             self.registry.copy_from_engine(self.builder, name)
-        return name
 
     def run(
         self,
