@@ -394,11 +394,15 @@ class Pipeline:
         if builder:
             self.provide_builder()
 
+    def builder_image_name(self) -> str:
+        """What the repository's $BUILDER_IMAGE expands to now, under its CI_REGISTRY_IMAGE."""
+        return builder_image_name(self.repo, self.registry_image)
+
     def provide_builder(self) -> None:
         """`builder` under the name the repository's $BUILDER_IMAGE has now: in the engine,
         where the cargo jobs find it (the runner's image cache), and in the registry,
         where builder-image finds it."""
-        name = builder_image_name(self.repo, self.registry_image)
+        name = self.builder_image_name()
         docker("tag", self.builder, name)
         if self.registry and not self.registry.has(name):
             self.registry.copy_from_engine(self.builder, name)

@@ -839,12 +839,7 @@ def test_postgres_ci_runs_the_compose_image_beside_the_test_job_and_checks_sqlx(
         assert gitlab[name]["extends"] == [".caching_rust", ".postgres"], name
     postgres = gitlab[".postgres"]
     (service,) = postgres["services"]
-    expanded = (
-        service["name"]
-        .replace("$POSTGRES_VERSION", variables["POSTGRES_VERSION"])
-        .replace("$DEBIAN_RELEASE", variables["DEBIAN_RELEASE"])
-    )
-    assert expanded == image
+    assert expand(service["name"], variables) == image
     url = postgres["variables"]["DATABASE_URL"]
     password = postgres["variables"]["POSTGRES_PASSWORD"]
     assert url == f"postgres://postgres:{password}@{service['alias']}:5432/postgres"

@@ -41,7 +41,7 @@ from harness.pipeline import (
     Pipeline,
     build_builder_image,
     build_helper_image,
-    builder_image_name,
+    expand,
     job_service,
     job_service_override,
     load_ci,
@@ -148,7 +148,7 @@ def test_branch_pipeline_runs_check_and_test_and_the_warm_run_hits_the_cache(
     # builder-image found $BUILDER_IMAGE in the registry, and the jobs that need it started
     # after it finished.
     cold = outputs["cold"].splitlines()
-    builder = builder_image_name(repo, default_pipeline.registry_image)
+    builder = default_pipeline.builder_image_name()
     assert f"{builder} is in the registry: nothing to build" in job_lines(
         outputs["cold"], "builder-image"
     )
@@ -221,7 +221,7 @@ def test_builder_image_job_builds_a_missing_tag_once_reuses_it_and_rebuilds_it_i
         expected = f'{BUILDER_DOCKERFILE} changed: set BUILDER_DOCKERFILE_SHA256 to "{digest}"'
         assert f"{expected} in .gitlab-ci.yml" in lines, lines
         set_variable(repo, "BUILDER_DOCKERFILE_SHA256", digest, "the builder's new hash")
-        first = builder_image_name(repo, pipeline.registry_image)
+        first = pipeline.builder_image_name()
         assert digest in first and not ci_registry.has(first)
         # Missing: built and pushed.
         verdict, lines = builder_job()
@@ -236,7 +236,7 @@ def test_builder_image_job_builds_a_missing_tag_once_reuses_it_and_rebuilds_it_i
         assert ci_registry.digest(first) == pushed
         # A version bump is a new tag, built; the old tag keeps its image.
         set_variable(repo, "NEXTEST_VERSION", "0.9.999", "a newer nextest")
-        second = builder_image_name(repo, pipeline.registry_image)
+        second = pipeline.builder_image_name()
         assert second != first and "nextest-0.9.999" in second
         verdict, lines = builder_job()
         assert verdict == "PASS", lines
@@ -680,11 +680,7 @@ def test_postgres_test_job_runs_the_tests_and_the_metadata_check_against_its_ser
     assert ".postgres" in ci["test"]["extends"]
     (service,) = job["services"]
     assert service["alias"] == "postgres"
-    image = (
-        service["name"]
-        .replace("$POSTGRES_VERSION", variables["POSTGRES_VERSION"])
-        .replace("$DEBIAN_RELEASE", variables["DEBIAN_RELEASE"])
-    )
+    image = expand(service["name"], variables)
     ensure_base_images([image])
     # The job reaches the service by its alias on GitLab; here, on loopback.
     url = job["variables"]["DATABASE_URL"]
